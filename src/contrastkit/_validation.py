@@ -1,0 +1,124 @@
+"""Input checks shared by every public entry point.
+
+Each check raises a ``ValueError`` (or ``TypeError``) that says what was expected and what came, so that bad
+input fails at the boundary rather than deep inside torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_choice",
+    "check_embeddings",
+    "check_finite",
+    "check_labels",
+    "check_positive",
+    "check_probability",
+    "check_reduction",
+    "check_tensor",
+    "check_views",
+]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def check_tensor(x: object, name: str) -> Tensor:
+    """Return ``x`` if it is a tensor, else raise a ``TypeError`` naming ``name``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def check_finite(x: Tensor, name: str) -> Tensor:
+    """Raise a ``ValueError`` if ``x`` holds NaN or inf (checked without a host sync for small inputs)."""
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        n_nan = int(torch.isnan(x).sum())
+        n_inf = int(torch.isinf(x).sum())
+        raise ValueError(
+            f"{name} must be finite, but it holds {n_nan} NaN and {n_inf} inf value(s) "
+            f"(shape {tuple(x.shape)})"
+        )
+    return x
+
+
+def check_positive(value: float, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite number > 0 (or >= 0 with ``allow_zero``)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    v = float(value)
+    ok = v >= 0 if allow_zero else v > 0
+    if not math.isfinite(v) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return v
+
+
+def check_probability(value: float, name: str) -> float:
+    """Return ``value`` if it lies in [0, 1]."""
+    v = check_positive(value, name, allow_zero=True)
+    if v > 1:
+        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+    return v
+
+
+def check_choice(value: str, name: str, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of ``choices``; the error lists them."""
+    allowed = tuple(choices)
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+    return value
+
+
+def check_reduction(reduction: str) -> str:
+    """Validate a torch.nn-style ``reduction`` argument."""
+    return check_choice(reduction, "reduction", REDUCTIONS)
+
+
+def check_views(views: object, *, min_views: int = 2, name: str = "views") -> Tensor:
+    """Validate multi-view embeddings of shape ``(N, V, D)`` with ``V >= min_views``."""
+    t = check_tensor(views, name)
+    if t.dim() != 3:
+        raise ValueError(
+            f"{name} must have shape (N, V, D) (instances, views, embedding dim); "
+            f"got a tensor of rank {t.dim()} with shape {tuple(t.shape)}"
+        )
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    n, v, d = t.shape
+    if n < 1 or d < 1:
+        raise ValueError(f"{name} must have N >= 1 and D >= 1, got shape {tuple(t.shape)}")
+    if v < min_views:
+        raise ValueError(
+            f"{name} must hold at least {min_views} views per instance (shape (N, V, D) with "
+            f"V >= {min_views}); got V = {v}. With a single view, pass labels to define positives."
+        )
+    return check_finite(t, name)
+
+
+def check_embeddings(x: object, name: str, *, dim: int | None = None) -> Tensor:
+    """Validate a finite floating-point ``(N, D)`` matrix, optionally of embedding size ``dim``."""
+    t = check_tensor(x, name)
+    if t.dim() != 2:
+        raise ValueError(f"{name} must have shape (N, D); got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    if dim is not None and t.shape[1] != dim:
+        raise ValueError(f"{name} must have embedding dim {dim}; got shape {tuple(t.shape)}")
+    return check_finite(t, name)
+
+
+def check_labels(labels: object, n: int, name: str = "labels") -> Tensor:
+    """Validate integer ``labels`` of shape ``(n,)``."""
+    t = check_tensor(labels, name)
+    if t.dim() != 1 or t.shape[0] != n:
+        raise ValueError(
+            f"{name} must have shape ({n},), one per instance; got shape {tuple(t.shape)}"
+        )
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor, got dtype {t.dtype}")
+    return t

@@ -1,0 +1,73 @@
+"""Short names for every loss, for the CLI, recipes and ``contrastkit losses``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from contrastkit.losses.clip import CLIPLoss
+from contrastkit.losses.decoupled import DCL, DCLW
+from contrastkit.losses.infonce import InfoNCE
+from contrastkit.losses.supcon import SupCon
+
+__all__ = ["LossInfo", "get_loss", "loss_info", "loss_names", "register_loss"]
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """A registered loss: its factory, one line of description and how it is fed.
+
+    ``input_kind`` is ``"views"`` (``forward(views (N,V,D), labels=None)``) or ``"pair"``
+    (``forward(a (N,D), b (N,D))``). ``needs_labels`` says whether training must pass labels.
+    """
+
+    name: str
+    factory: Callable[..., nn.Module]
+    summary: str
+    input_kind: str = "views"
+    needs_labels: bool = False
+    min_views: int = 2
+
+
+_REGISTRY: dict[str, LossInfo] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_loss(info: LossInfo, *aliases: str) -> None:
+    """Add a loss (and optional aliases) to the registry."""
+    _REGISTRY[info.name] = info
+    for alias in aliases:
+        _ALIASES[alias] = info.name
+
+
+def loss_names() -> list[str]:
+    """Sorted canonical names of the registered losses."""
+    return sorted(_REGISTRY)
+
+
+def loss_info(name: str) -> LossInfo:
+    """Look a loss up by name or alias; an unknown name lists the known ones."""
+    key = _ALIASES.get(name, name)
+    if key not in _REGISTRY:
+        known = ", ".join(loss_names() + sorted(_ALIASES))
+        raise ValueError(f"unknown loss {name!r}; known losses: {known}")
+    return _REGISTRY[key]
+
+
+def get_loss(name: str, **kwargs: Any) -> nn.Module:
+    """Build a loss by name with keyword arguments."""
+    return loss_info(name).factory(**kwargs)
+
+
+register_loss(
+    LossInfo("ntxent", InfoNCE, "InfoNCE / NT-Xent (SimCLR), any number of views"), "infonce", "simclr"
+)
+register_loss(LossInfo("supcon", SupCon, "supervised contrastive (L_out or L_in)", needs_labels=True))
+register_loss(LossInfo("dcl", DCL, "decoupled contrastive: no positive in the denominator"))
+register_loss(LossInfo("dclw", DCLW, "DCL with von Mises-Fisher weighted positives"))
+register_loss(
+    LossInfo("clip", CLIPLoss, "symmetric image-text InfoNCE, learnable clamped scale", input_kind="pair")
+)
