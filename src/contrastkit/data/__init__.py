@@ -1,0 +1,44 @@
+"""Datasets: in-memory image arrays with a fixed train/test split, and the files they come from.
+
+``load_dataset("digits")`` always works (scikit-learn's bundled 8x8 digits);
+``load_dataset("fashion-mnist")`` reads the standard IDX files (Debian: ``apt-get install
+dataset-fashion-mnist``; elsewhere ``download_fashion_mnist(DIR)`` then ``root=DIR``); any ``.npz``
+file of arrays works too. Every loader returns a :class:`DataSplit` of :class:`ArrayDataset` s
+holding float32 images ``(N, C, H, W)`` in ``[0, 1]`` and int64 labels ``0..K-1``.
+"""
+
+from contrastkit.data.datasets import (
+    DATA_DIR_ENV,
+    SYSTEM_FASHION_MNIST_DIRS,
+    ArrayDataset,
+    DatasetNotFoundError,
+    DataSplit,
+    find_fashion_mnist,
+    known_datasets,
+    load_dataset,
+)
+from contrastkit.data.download import (
+    DEFAULT_URL,
+    FASHION_MNIST_FILES,
+    DownloadError,
+    download_fashion_mnist,
+)
+from contrastkit.data.idx import IdxFormatError, read_idx, write_idx
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "DEFAULT_URL",
+    "FASHION_MNIST_FILES",
+    "SYSTEM_FASHION_MNIST_DIRS",
+    "ArrayDataset",
+    "DataSplit",
+    "DatasetNotFoundError",
+    "DownloadError",
+    "IdxFormatError",
+    "download_fashion_mnist",
+    "find_fashion_mnist",
+    "known_datasets",
+    "load_dataset",
+    "read_idx",
+    "write_idx",
+]

@@ -1,0 +1,588 @@
+"""In-memory image datasets and the loaders behind :func:`load_dataset`.
+
+Every loader returns a :class:`DataSplit` of two :class:`ArrayDataset` s: float32 images
+``(N, C, H, W)`` in ``[0, 1]`` and int64 labels ``0..K-1``. The sources:
+
+- ``"digits"``: scikit-learn's bundled ``load_digits`` (1,797 8x8 images), always available; a
+  stratified train/test split fixed by ``seed``.
+- ``"fashion-mnist"`` (aliases ``"fashion_mnist"``, ``"fmnist"``): the official 60,000/10,000 split
+  from the standard IDX files, found in ``root``, in ``$CONTRASTKIT_DATA_DIR`` or where Debian's
+  package ``dataset-fashion-mnist`` installs them (``/usr/share/datasets/fashion-mnist``).
+- a path to an ``.npz`` file with arrays ``x_train, y_train, x_test, y_test`` or ``x, y``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import zipfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from contrastkit.data.idx import read_idx
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "SYSTEM_FASHION_MNIST_DIRS",
+    "ArrayDataset",
+    "DataSplit",
+    "DatasetNotFoundError",
+    "find_fashion_mnist",
+    "known_datasets",
+    "load_dataset",
+]
+
+#: Environment variable naming a data folder (Fashion-MNIST in it or in its ``fashion-mnist``
+#: subfolder).
+DATA_DIR_ENV = "CONTRASTKIT_DATA_DIR"
+
+#: System folders searched last for Fashion-MNIST; Debian's ``dataset-fashion-mnist`` installs the
+#: four gzipped IDX files directly in the first one.
+SYSTEM_FASHION_MNIST_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"),)
+
+# Layouts seen in the wild, relative to a searched folder: the files directly in it (Debian, a
+# manual download), a dataset-named subfolder, torchvision's ``FashionMNIST/raw`` and the upstream
+# git repo's ``data/fashion``.
+_FMNIST_SUBDIRS: tuple[str, ...] = (
+    ".",
+    "fashion-mnist",
+    "fashion_mnist",
+    "FashionMNIST/raw",
+    "data/fashion",
+)
+
+# Role -> accepted base names (each also as ``.gz``); the dotted variant is how some MNIST mirrors
+# name them.
+_FMNIST_FILES: dict[str, tuple[str, ...]] = {
+    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    "test_images": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+}
+
+_ALIASES: dict[str, str] = {
+    "digits": "digits",
+    "fashion-mnist": "fashion-mnist",
+    "fashion_mnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+}
+
+_NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_NPZ_XY_KEYS = ("x", "y")
+
+
+class DatasetNotFoundError(FileNotFoundError, ValueError):
+    """The files of a dataset are not where they were looked for.
+
+    It is both a :class:`FileNotFoundError` (an ``OSError``) and a ``ValueError``, so callers can
+    catch it either as a missing file or as bad input.
+
+    Attributes:
+        searched: The paths that were looked at, in order.
+    """
+
+    def __init__(self, message: str, *, searched: Sequence[Path] = ()) -> None:
+        super().__init__(message)
+        self.searched: tuple[Path, ...] = tuple(searched)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ArrayDataset:
+    """An in-memory labelled image dataset.
+
+    Compared by identity (tensors have no single truth value, so field-wise ``==`` is not defined).
+    Indexing gives ``(image, label)`` pairs, so it works as a map-style ``torch.utils.data``
+    dataset.
+
+    Attributes:
+        images: float32 tensor ``(N, C, H, W)`` with values in ``[0, 1]``.
+        labels: int64 tensor ``(N,)`` with values in ``0..num_classes-1``.
+        name: Name of the dataset (e.g. ``"digits"``).
+        num_classes: Number of classes K (at least the largest label + 1).
+    """
+
+    images: Tensor
+    labels: Tensor
+    name: str
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        """Check types, shapes, dtypes and value ranges.
+
+        Raises:
+            TypeError: If a field has the wrong type or dtype.
+            ValueError: If shapes disagree or values are out of range.
+        """
+        x, y = self.images, self.labels
+        if not isinstance(x, Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(x).__name__}")
+        if not isinstance(y, Tensor):
+            raise TypeError(f"labels must be a torch.Tensor, got {type(y).__name__}")
+        if x.dtype != torch.float32:
+            raise TypeError(f"images must have dtype torch.float32, got {x.dtype}")
+        if y.dtype != torch.int64:
+            raise TypeError(f"labels must have dtype torch.int64, got {y.dtype}")
+        if x.dim() != 4:
+            raise ValueError(f"images must have shape (N, C, H, W), got shape {tuple(x.shape)}")
+        if y.dim() != 1 or y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"labels must have shape ({x.shape[0]},), one per image; got shape {tuple(y.shape)}"
+            )
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"name must be a non-empty str, got {self.name!r}")
+        k = self.num_classes
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"num_classes must be an int >= 1, got {k!r}")
+        if x.numel() > 0:
+            lo, hi = torch.aminmax(x)
+            # NaN fails both comparisons, so it is caught here too.
+            if not (bool(lo >= 0) and bool(hi <= 1)):
+                raise ValueError(
+                    f"images must hold values in [0, 1]; got min {float(lo)}, max {float(hi)} "
+                    "(divide uint8 pixels by 255)"
+                )
+        if y.numel() > 0:
+            ymin, ymax = torch.aminmax(y)
+            if int(ymin) < 0 or int(ymax) >= k:
+                raise ValueError(
+                    f"labels must lie in 0..{k - 1} (num_classes={k}); "
+                    f"got min {int(ymin)}, max {int(ymax)}"
+                )
+
+    def __len__(self) -> int:
+        """Return the number of images N."""
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        """Return ``(image (C, H, W), label ())`` at ``index``."""
+        return self.images[index], self.labels[index]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """The shape ``(C, H, W)`` of one image."""
+        _, c, h, w = self.images.shape
+        return int(c), int(h), int(w)
+
+    def __repr__(self) -> str:
+        """Summarise the dataset without printing the tensors."""
+        return (
+            f"ArrayDataset(name={self.name!r}, n={len(self)}, image_shape={self.image_shape}, "
+            f"num_classes={self.num_classes})"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class DataSplit:
+    """A train and a test set of the same dataset (same image shape and number of classes).
+
+    Attributes:
+        train: The training set.
+        test: The held-out test set.
+    """
+
+    train: ArrayDataset
+    test: ArrayDataset
+
+    def __post_init__(self) -> None:
+        """Check that both parts are :class:`ArrayDataset` s with matching image shape and classes.
+
+        Raises:
+            TypeError: If a part is not an :class:`ArrayDataset`.
+            ValueError: If image shapes or numbers of classes differ.
+        """
+        for part in ("train", "test"):
+            value = getattr(self, part)
+            if not isinstance(value, ArrayDataset):
+                raise TypeError(f"{part} must be an ArrayDataset, got {type(value).__name__}")
+        if self.train.image_shape != self.test.image_shape:
+            raise ValueError(
+                f"train and test image shapes differ: {self.train.image_shape} vs "
+                f"{self.test.image_shape}"
+            )
+        if self.train.num_classes != self.test.num_classes:
+            raise ValueError(
+                f"train and test num_classes differ: {self.train.num_classes} vs "
+                f"{self.test.num_classes}"
+            )
+
+
+def known_datasets(*, include_aliases: bool = False) -> list[str]:
+    """Return the dataset names :func:`load_dataset` accepts (besides paths to ``.npz`` files).
+
+    Args:
+        include_aliases: Also list alternative spellings such as ``"fmnist"``.
+
+    Returns:
+        Sorted names.
+    """
+    names = _ALIASES.keys() if include_aliases else set(_ALIASES.values())
+    return sorted(names)
+
+
+# --------------------------------------------------------------------------------------------------
+# argument checks and helpers
+
+
+def _check_seed(seed: object) -> int:
+    """Return ``seed`` as an int in ``[0, 2**32)``."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    s = int(seed)
+    if not 0 <= s < 2**32:
+        raise ValueError(f"seed must lie in [0, 2**32), got {s}")
+    return s
+
+
+def _check_test_fraction(test_fraction: object) -> float:
+    """Return ``test_fraction`` as a float strictly between 0 and 1."""
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, int | float | np.floating):
+        raise TypeError(f"test_fraction must be a number, got {type(test_fraction).__name__}")
+    f = float(test_fraction)
+    if not (math.isfinite(f) and 0 < f < 1):
+        raise ValueError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}")
+    return f
+
+
+def _split_indices(
+    labels: np.ndarray, *, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``range(len(labels))`` into sorted train and test indices, stratified when possible.
+
+    Stratification (the class proportions kept in both parts) needs every class to have at least two
+    members and both parts to have room for one member of each class; otherwise a plain random split
+    is made. The split depends only on ``labels``, ``test_fraction`` and ``seed``.
+    """
+    from sklearn.model_selection import train_test_split
+
+    n = len(labels)
+    n_test = math.ceil(test_fraction * n)  # the rounding train_test_split uses
+    n_train = n - n_test
+    if n_train < 1 or n_test < 1:
+        raise ValueError(
+            f"cannot split {n} samples with test_fraction={test_fraction}: "
+            f"it leaves {n_train} train and {n_test} test samples"
+        )
+    _, counts = np.unique(labels, return_counts=True)
+    k = len(counts)
+    stratify = labels if counts.min() >= 2 and n_test >= k and n_train >= k else None
+    train_idx, test_idx = train_test_split(
+        np.arange(n), test_size=n_test, random_state=seed, stratify=stratify
+    )
+    return np.sort(train_idx), np.sort(test_idx)
+
+
+def _uint8_images(x: np.ndarray) -> Tensor:
+    """Convert uint8 ``(N, C, H, W)`` pixels to float32 in ``[0, 1]`` (vectorised, one pass)."""
+    return torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32).div_(255.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# digits
+
+
+def _load_digits(*, seed: int, test_fraction: float) -> DataSplit:
+    """scikit-learn's 8x8 digits, values 0..16 scaled to [0, 1], split stratified by ``seed``."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.asarray(bunch.images, dtype=np.float32).reshape(-1, 1, 8, 8) / np.float32(16.0)
+    labels = np.asarray(bunch.target, dtype=np.int64)
+    train_idx, test_idx = _split_indices(labels, test_fraction=test_fraction, seed=seed)
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+    ti, si = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    return DataSplit(
+        train=ArrayDataset(x[ti], y[ti], "digits", 10),
+        test=ArrayDataset(x[si], y[si], "digits", 10),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Fashion-MNIST
+
+
+def _fashion_mnist_candidates(root: str | os.PathLike[str] | None) -> list[Path]:
+    """Folders to search in order: ``root`` alone if given, else the env var's, the system's."""
+    if root is not None:
+        bases = [Path(root).expanduser()]
+    else:
+        bases = []
+        env = os.environ.get(DATA_DIR_ENV, "").strip()
+        if env:
+            bases.append(Path(env).expanduser())
+        bases.extend(SYSTEM_FASHION_MNIST_DIRS)
+    folders: list[Path] = []
+    for base in bases:
+        for sub in _FMNIST_SUBDIRS:
+            folder = base if sub == "." else base / sub
+            if folder not in folders:
+                folders.append(folder)
+    return folders
+
+
+def _find_in_folder(folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """Return the Fashion-MNIST files found in ``folder`` (role -> path) and the roles missing."""
+    found: dict[str, Path] = {}
+    missing: list[str] = []
+    for role, names in _FMNIST_FILES.items():
+        for name in names:
+            # The plain file first: it reads faster than the gzipped one.
+            hit = next((folder / n for n in (name, name + ".gz") if (folder / n).is_file()), None)
+            if hit is not None:
+                found[role] = hit
+                break
+        else:
+            missing.append(names[0])
+    return found, missing
+
+
+def find_fashion_mnist(root: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Locate the four Fashion-MNIST IDX files.
+
+    The search: ``root`` if given (and only there), else ``$CONTRASTKIT_DATA_DIR`` if set, then
+    :data:`SYSTEM_FASHION_MNIST_DIRS`. In each of these, the folder itself and the subfolders
+    ``fashion-mnist``, ``fashion_mnist``, ``FashionMNIST/raw`` and ``data/fashion`` are tried; the
+    first folder holding all four files (each plain or ``.gz``) wins.
+
+    Args:
+        root: Folder given by the user (``root=`` / ``--data-root``).
+
+    Returns:
+        Paths keyed ``train_images``, ``train_labels``, ``test_images``, ``test_labels``.
+
+    Raises:
+        DatasetNotFoundError: If no folder holds all four files; the message lists every folder
+            looked in and how to get the files.
+    """
+    folders = _fashion_mnist_candidates(root)
+    report: list[str] = []
+    for folder in folders:
+        if not folder.is_dir():
+            report.append(f"  {folder}  (no such folder)")
+            continue
+        found, missing = _find_in_folder(folder)
+        if not missing:
+            return found
+        status = "no IDX files" if not found else "missing " + ", ".join(missing)
+        report.append(f"  {folder}  ({status})")
+    wanted = ", ".join(names[0] for names in _FMNIST_FILES.values())
+    where = "the folder given as root" if root is not None else f"${DATA_DIR_ENV} or system folders"
+    message = (
+        f"Fashion-MNIST IDX files not found in {where}. Looked for {wanted} (each plain or .gz) "
+        "in:\n" + "\n".join(report) + "\n"
+        "To get them, do one of:\n"
+        "  - Debian/Ubuntu: apt-get install dataset-fashion-mnist "
+        "(puts them in /usr/share/datasets/fashion-mnist);\n"
+        "  - copy the four files into a folder DIR and pass --data-root DIR (CLI) or root=DIR "
+        f"(Python), or set {DATA_DIR_ENV}=DIR;\n"
+        "  - with a network: contrastkit.data.download_fashion_mnist(DIR), then use DIR as above."
+    )
+    raise DatasetNotFoundError(message, searched=folders)
+
+
+def _load_fashion_mnist(root: str | os.PathLike[str] | None) -> DataSplit:
+    """The official 60,000/10,000 Fashion-MNIST split from the IDX files."""
+    files = find_fashion_mnist(root)
+    parts: list[ArrayDataset] = []
+    for split in ("train", "test"):
+        img_path, lab_path = files[f"{split}_images"], files[f"{split}_labels"]
+        x = read_idx(img_path)
+        y = read_idx(lab_path)
+        if x.dtype != np.uint8 or x.ndim != 3:
+            raise ValueError(
+                f"{img_path}: expected uint8 images of shape (N, H, W), got {x.dtype} {x.shape}"
+            )
+        if y.ndim != 1 or y.dtype.kind not in "iu" or y.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"{lab_path}: expected {x.shape[0]} integer labels (one per image in "
+                f"{img_path.name}), got {y.dtype} {y.shape}"
+            )
+        labels = torch.from_numpy(y.astype(np.int64))
+        parts.append(ArrayDataset(_uint8_images(x[:, None]), labels, "fashion-mnist", 10))
+    return DataSplit(train=parts[0], test=parts[1])
+
+
+# --------------------------------------------------------------------------------------------------
+# .npz arrays
+
+
+def _npz_images(x: np.ndarray, where: str) -> Tensor:
+    """Convert an image array to float32 ``(N, C, H, W)`` in ``[0, 1]``."""
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4:
+        if x.shape[1] in (1, 3):
+            pass
+        elif x.shape[3] in (1, 3):
+            x = x.transpose(0, 3, 1, 2)
+        else:
+            raise ValueError(
+                f"{where}: cannot tell the channel axis of shape {x.shape}; expected (N, H, W), "
+                "(N, C, H, W) or (N, H, W, C) with C = 1 or 3"
+            )
+    else:
+        raise ValueError(
+            f"{where}: images must have shape (N, H, W), (N, C, H, W) or (N, H, W, C); "
+            f"got shape {x.shape}"
+        )
+    if x.dtype == np.uint8:
+        return _uint8_images(x)
+    if x.dtype.kind != "f":
+        raise TypeError(
+            f"{where}: images must be uint8 (0..255) or floating point in [0, 1]; "
+            f"got dtype {x.dtype}"
+        )
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    if t.numel() > 0:
+        lo, hi = torch.aminmax(t)
+        if not (bool(lo >= 0) and bool(hi <= 1)):
+            raise ValueError(
+                f"{where}: floating-point images must lie in [0, 1]; got min {float(lo)}, "
+                f"max {float(hi)} (scale them, or store uint8 pixels 0..255)"
+            )
+    return t
+
+
+def _npz_labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
+    """Validate integer labels ``(n,)`` (``(n, 1)`` is flattened)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.dtype.kind not in "iu":
+        raise TypeError(f"{where}: labels must be an integer array, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"{where}: expected {n} labels (shape ({n},)), got shape {y.shape}")
+    return y
+
+
+def _resolve_npz(path: Path, root: str | os.PathLike[str] | None) -> Path:
+    """Find the .npz file, relative paths also under ``root``."""
+    tried = [path]
+    if root is not None and not path.is_absolute():
+        tried.insert(0, Path(root).expanduser() / path)
+    for p in tried:
+        if p.is_file():
+            return p
+    raise DatasetNotFoundError(
+        "no .npz file at " + " or ".join(str(p) for p in tried), searched=tried
+    )
+
+
+def _load_npz(path: Path, *, seed: int, test_fraction: float) -> DataSplit:
+    """Images and labels from an .npz file, pre-split or split here by ``seed``."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: cannot read it as an .npz file ({exc})") from exc
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: holds a single array, expected an .npz archive of named arrays")
+    with loaded as archive:
+        keys = set(archive.files)
+        if set(_NPZ_SPLIT_KEYS) <= keys:
+            arrays = {k: archive[k] for k in _NPZ_SPLIT_KEYS}
+        elif set(_NPZ_XY_KEYS) <= keys:
+            arrays = {k: archive[k] for k in _NPZ_XY_KEYS}
+        else:
+            raise ValueError(
+                f"{path}: expected arrays {', '.join(_NPZ_SPLIT_KEYS)} or "
+                f"{', '.join(_NPZ_XY_KEYS)}; found {', '.join(sorted(keys)) or 'none'}"
+            )
+    name = path.stem
+    if "x" in arrays:
+        images = _npz_images(arrays["x"], f"{path}[x]")
+        y = _npz_labels(arrays["y"], images.shape[0], f"{path}[y]")
+        classes, y_all = np.unique(y, return_inverse=True)
+        train_idx, test_idx = _split_indices(y_all, test_fraction=test_fraction, seed=seed)
+        y_t = torch.from_numpy(y_all.astype(np.int64))
+        ti, si = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+        k = len(classes)
+        return DataSplit(
+            train=ArrayDataset(images[ti], y_t[ti], name, k),
+            test=ArrayDataset(images[si], y_t[si], name, k),
+        )
+    img_tr = _npz_images(arrays["x_train"], f"{path}[x_train]")
+    img_te = _npz_images(arrays["x_test"], f"{path}[x_test]")
+    y_tr = _npz_labels(arrays["y_train"], img_tr.shape[0], f"{path}[y_train]")
+    y_te = _npz_labels(arrays["y_test"], img_te.shape[0], f"{path}[y_test]")
+    if img_tr.shape[1:] != img_te.shape[1:]:
+        raise ValueError(
+            f"{path}: x_train and x_test image shapes differ: (C, H, W) = "
+            f"{tuple(img_tr.shape[1:])} vs {tuple(img_te.shape[1:])}"
+        )
+    # One mapping for both parts, so a label means the same class in train and test.
+    classes, inverse = np.unique(np.concatenate([y_tr, y_te]), return_inverse=True)
+    inverse = inverse.astype(np.int64)
+    k = len(classes)
+    return DataSplit(
+        train=ArrayDataset(img_tr, torch.from_numpy(inverse[: len(y_tr)]), name, k),
+        test=ArrayDataset(img_te, torch.from_numpy(inverse[len(y_tr) :]), name, k),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# entry point
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.25,
+) -> DataSplit:
+    """Load a dataset by name, or from an ``.npz`` file, as a train/test split.
+
+    Args:
+        name_or_path: ``"digits"``, ``"fashion-mnist"`` (or ``"fashion_mnist"``, ``"fmnist"``), or
+            the path to an ``.npz`` file holding ``x_train, y_train, x_test, y_test`` (used as
+            given) or ``x, y`` (split here). Images may be ``(N, H, W)``, ``(N, C, H, W)`` or
+            ``(N, H, W, C)`` with C = 1 or 3, uint8 (scaled by 1/255) or float in ``[0, 1]``;
+            labels any integers (mapped to ``0..K-1``, the same way in train and test).
+        root: Folder holding the data files. For Fashion-MNIST it is the only place searched;
+            without it, ``$CONTRASTKIT_DATA_DIR`` (or its ``fashion-mnist`` subfolder) and then
+            ``/usr/share/datasets/fashion-mnist`` are. A relative ``.npz`` path is looked up under
+            it first. Ignored by ``"digits"``.
+        seed: Seed of the train/test split where one is made (digits, ``x, y`` arrays); an int in
+            ``[0, 2**32)``. The same seed always gives the same split.
+        test_fraction: Share of the samples put in the test set where a split is made, in
+            ``(0, 1)``; the split is stratified by label whenever every class can appear on both
+            sides.
+
+    Returns:
+        The train and test :class:`ArrayDataset` s.
+
+    Raises:
+        ValueError: For an unknown name (the message lists the known ones), bad ``test_fraction`` or
+            ``seed``, or malformed arrays.
+        TypeError: For arguments or arrays of the wrong type.
+        DatasetNotFoundError: (a ``FileNotFoundError`` and a ``ValueError``) if the files are
+            missing; the message says where it looked and how to get them.
+    """
+    seed = _check_seed(seed)
+    test_fraction = _check_test_fraction(test_fraction)
+    if not isinstance(name_or_path, str | os.PathLike):
+        raise TypeError(f"name_or_path must be a str or a path, got {type(name_or_path).__name__}")
+    text = os.fspath(name_or_path)
+    if not isinstance(text, str):
+        raise TypeError(f"name_or_path must be a text path, got {text!r}")
+    key = text.strip().lower()
+    canonical = _ALIASES.get(key)
+    if canonical == "digits":
+        return _load_digits(seed=seed, test_fraction=test_fraction)
+    if canonical == "fashion-mnist":
+        return _load_fashion_mnist(root)
+    path = Path(text).expanduser()
+    if path.suffix.lower() == ".npz" or path.is_file():
+        return _load_npz(_resolve_npz(path, root), seed=seed, test_fraction=test_fraction)
+    close = difflib.get_close_matches(key, list(_ALIASES), n=1)
+    hint = f" Did you mean {_ALIASES[close[0]]!r}?" if close else ""
+    raise ValueError(
+        f"unknown dataset {text!r}; known names: {', '.join(known_datasets())} "
+        f"(aliases: {', '.join(a for a in _ALIASES if a not in _ALIASES.values())}), "
+        "or give the path to an .npz file with arrays x_train, y_train, x_test, y_test or x, y."
+        + hint
+    )
