@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/contrastkit fit --loss ntxent --data digits --out runs/demo
+	$(BIN)/contrastkit fit --loss ntxent --data digits --epochs 15 --out runs/demo
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q

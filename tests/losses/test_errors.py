@@ -262,11 +262,6 @@ def test_get_loss_known_names_and_aliases() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: DCL/DCLW return -inf (with a finite gradient) when an anchor has no "
-    "negative (N = 1, or every label equal) instead of raising a ValueError at the boundary",
-)
 @pytest.mark.parametrize(
     ("factory", "views", "labels"),
     [

@@ -49,6 +49,10 @@ def make_view_batch(
     else:
         base = torch.arange(n, device=x.device)
     rows = x.transpose(0, 1).reshape(v * n, -1)
+    if rows.dtype in (torch.float16, torch.bfloat16):
+        # Half-precision logits at small temperatures are too coarse (one bf16 step is 0.5 at 100):
+        # the loss works in float32 from here; autograd casts the gradient back.
+        rows = rows.float()
     if normalize:
         rows = F.normalize(rows, dim=1)
     return ViewBatch(rows=rows, groups=base.repeat(v), n=n, v=v)

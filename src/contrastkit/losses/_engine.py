@@ -165,3 +165,165 @@ def masked_logsumexp(
     mask = _Mask(self_index, anchor_groups, candidate_groups, group_mode)
     out: Tensor = _BlockwiseLogSumExp.apply(anchors, candidates, mask, int(chunk_size))
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Symmetric case: the candidates are the anchors themselves.
+#
+# Losses such as NT-Xent, SupCon and DCL compare every row of Z with every other row. The cosine matrix
+# S = Z Z^T is symmetric, so each off-diagonal block S_IJ serves the anchors of block I (as rows) and of
+# block J (as columns): the forward pass computes half of the matrix products, and the backward pass
+# computes, per block pair, the recomputed block and two products with M = Q_IJ + Q_JI^T, since the
+# gradient of sum_i g_i lse_i with respect to Z is (Q + Q^T) Z for Q_ik = g_i beta_i p_ik.
+# --------------------------------------------------------------------------------------------------
+
+_TARGET_SQUARE_BLOCK = 1 << 20
+
+
+def auto_square_chunk(n: int) -> int:
+    """Rows per block of the symmetric engine: about 1M entries per (chunk x chunk) block."""
+    side = int(_TARGET_SQUARE_BLOCK**0.5)
+    return int(min(max(side, _MIN_CHUNK), max(n, 1)))
+
+
+@dataclass(frozen=True)
+class _SymmetricMask:
+    exclude_self: bool
+    groups: Tensor | None
+    group_mode: GroupMode | None
+
+    def apply(self, block: Tensor, i0: int, i1: int, j0: int, j1: int, fill: float) -> None:
+        """Write ``fill`` into the excluded entries of block (rows i0:i1, columns j0:j1) in place."""
+        if self.exclude_self and i0 == j0:
+            block.fill_diagonal_(fill)
+        if self.group_mode is not None:
+            assert self.groups is not None
+            same = self.groups[i0:i1, None] == self.groups[None, j0:j1]
+            block.masked_fill_(same if self.group_mode == "exclude" else ~same, fill)
+
+
+def _block_pairs(n: int, chunk: int) -> list[tuple[int, int, int, int]]:
+    starts = list(range(0, n, chunk))
+    return [
+        (i0, min(i0 + chunk, n), j0, min(j0 + chunk, n))
+        for bi, i0 in enumerate(starts)
+        for j0 in starts[bi:]
+    ]
+
+
+def _online_update(
+    max_: Tensor, acc: Tensor, logits: Tensor, dim: int
+) -> None:
+    """Fold a block of logits into running (max, sum of exp) accumulators along ``dim``, in place."""
+    block_max = logits.amax(dim=dim)
+    new_max = torch.maximum(max_, block_max)
+    safe = torch.where(torch.isfinite(new_max), new_max, torch.zeros_like(new_max))
+    shifted = logits.sub_(safe.unsqueeze(dim)).exp_()
+    acc.mul_(torch.exp(max_ - safe)).add_(shifted.sum(dim=dim))
+    max_.copy_(new_max)
+
+
+def _scaled_logits(block: Tensor, beta: Tensor, dim: int) -> Tensor:
+    """``beta_i * s_ik`` with ``beta`` along rows (dim=1 reductions) or columns (dim=0)."""
+    return block * (beta[:, None] if dim == 1 else beta[None, :])
+
+
+class _SymmetricLogSumExp(torch.autograd.Function):
+    """lse_i = log sum_{k in K(i)} exp(beta_i z_i . z_k) over the rows of one matrix Z."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, rows: Tensor, beta: Tensor, mask: _SymmetricMask, chunk: int
+    ) -> Tensor:
+        n = rows.shape[0]
+        acc_dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
+        max_ = torch.full((n,), float("-inf"), dtype=acc_dtype, device=rows.device)
+        acc = torch.zeros(n, dtype=acc_dtype, device=rows.device)
+        beta = beta.to(acc_dtype)
+        for i0, i1, j0, j1 in _block_pairs(n, chunk):
+            block = (rows[i0:i1] @ rows[j0:j1].T).to(acc_dtype)
+            row_side = _scaled_logits(block, beta[i0:i1], 1)
+            mask.apply(row_side, i0, i1, j0, j1, float("-inf"))
+            _online_update(max_[i0:i1], acc[i0:i1], row_side, 1)
+            if i0 != j0:
+                col_side = _scaled_logits(block, beta[j0:j1], 0)
+                mask.apply(col_side, i0, i1, j0, j1, float("-inf"))
+                _online_update(max_[j0:j1], acc[j0:j1], col_side, 0)
+        lse = max_ + torch.log(acc)
+        ctx.save_for_backward(rows, beta, lse)
+        ctx.mask = mask
+        ctx.chunk = chunk
+        return lse
+
+    @staticmethod
+    def backward(ctx: Any, grad_lse: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+        rows, beta, lse = ctx.saved_tensors
+        mask: _SymmetricMask = ctx.mask
+        finite = torch.isfinite(lse)
+        lse_safe = torch.where(finite, lse, torch.zeros_like(lse))
+        weight = torch.where(finite, grad_lse.to(lse.dtype) * beta, torch.zeros_like(lse))
+        grad = torch.zeros(rows.shape, dtype=lse.dtype, device=rows.device)
+        dtype = rows.dtype
+        for i0, i1, j0, j1 in _block_pairs(rows.shape[0], ctx.chunk):
+            block = (rows[i0:i1] @ rows[j0:j1].T).to(lse.dtype)
+            q = _scaled_logits(block, beta[i0:i1], 1).sub_(lse_safe[i0:i1, None]).exp_()
+            q.mul_(weight[i0:i1, None])
+            if i0 == j0:
+                mask.apply(q, i0, i1, j0, j1, 0.0)
+                m = q + q.T
+            else:
+                q_t = _scaled_logits(block, beta[j0:j1], 0).sub_(lse_safe[None, j0:j1]).exp_()
+                m = q.add_(q_t.mul_(weight[None, j0:j1]))
+                mask.apply(m, i0, i1, j0, j1, 0.0)
+            m_c = m.to(dtype)
+            grad[i0:i1] += (m_c @ rows[j0:j1]).to(grad.dtype)
+            if i0 != j0:
+                grad[j0:j1] += (m_c.T @ rows[i0:i1]).to(grad.dtype)
+        return grad.to(dtype), None, None, None
+
+
+def self_logsumexp(
+    rows: Tensor,
+    inv_temperature: float | Tensor,
+    *,
+    exclude_self: bool = True,
+    groups: Tensor | None = None,
+    group_mode: GroupMode | None = None,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """``lse_i = log sum_{k in K(i)} exp(beta_i z_i . z_k)`` over the rows of one matrix, exact.
+
+    The symmetric counterpart of :func:`masked_logsumexp` for losses whose candidates are the anchors
+    themselves (NT-Xent, SupCon, DCL): half the matrix products in the forward pass, and peak memory
+    that grows with ``chunk_size ** 2``, independent of the number of rows.
+
+    Args:
+        rows: ``(n, D)`` rows ``z`` (usually L2-normalised).
+        inv_temperature: ``beta``: a float, or an ``(n,)`` tensor of per-anchor inverse temperatures
+            (treated as a constant: no gradient flows to it).
+        exclude_self: leave ``k = i`` out.
+        groups: ``(n,)`` integer group ids, used with ``group_mode`` (``"exclude"`` or ``"only"``).
+        chunk_size: rows per block (None: automatic).
+
+    Returns:
+        ``(n,)`` float32 (float64 for float64 input) values; ``-inf`` where no candidate is left.
+    """
+    if rows.dim() != 2:
+        raise ValueError(f"rows must be (n, D); got shape {tuple(rows.shape)}")
+    if group_mode is not None and groups is None:
+        raise ValueError(f"group_mode={group_mode!r} needs groups")
+    n = rows.shape[0]
+    acc_dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
+    if isinstance(inv_temperature, Tensor):
+        if inv_temperature.requires_grad:
+            raise ValueError("inv_temperature must not require grad (per-anchor temperatures are constants)")
+        beta = inv_temperature.to(device=rows.device, dtype=acc_dtype).expand(n).contiguous()
+    else:
+        beta = torch.full((n,), float(inv_temperature), dtype=acc_dtype, device=rows.device)
+    if chunk_size is None:
+        chunk_size = auto_square_chunk(n)
+    elif chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    mask = _SymmetricMask(exclude_self, groups if group_mode is not None else None, group_mode)
+    out: Tensor = _SymmetricLogSumExp.apply(rows, beta, mask, int(chunk_size))
+    return out

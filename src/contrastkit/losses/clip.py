@@ -104,7 +104,9 @@ class CLIPLoss(nn.Module):
             raise ValueError(
                 f"image and text must hold the same number of pairs; got {img.shape[0]} and {txt.shape[0]}"
             )
-        img, txt = F.normalize(img, dim=1), F.normalize(txt, dim=1)
+        if img.dtype in (torch.float16, torch.bfloat16):
+            img, txt = img.float(), txt.float()
+        img, txt = F.normalize(img, dim=1), F.normalize(txt.to(img.dtype), dim=1)
         sigma = self.scale().to(img.dtype)
         ce_img = cross_entropy_terms(sigma * img, txt, self.label_smoothing, self.chunk_size)
         ce_txt = cross_entropy_terms(sigma * txt, img, self.label_smoothing, self.chunk_size)

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from contrastkit._validation import check_positive, check_reduction
 from contrastkit.losses._common import group_positive_mean, make_view_batch, reduce_terms
-from contrastkit.losses._engine import masked_logsumexp
+from contrastkit.losses._engine import self_logsumexp
 from contrastkit.losses.infonce import check_chunk_size
 
 __all__ = ["DCL", "DCLW", "von_mises_fisher_weights"]
@@ -30,8 +30,9 @@ class DCL(nn.Module):
                  + \log \sum_{k \in N(i)} e^{s_{ik}/\tau}
 
     The mean over all anchors is the symmetric loss of the paper (2N - 2 negatives for V = 2). Because no
-    positive sits in the denominator, the gradient of each positive similarity is ``-1/(N V tau)``
-    whatever the negatives (the decoupling property).
+    positive sits in the denominator, the gradient of the mean loss with respect to each positive
+    similarity is ``-1/(N tau)`` for V = 2 (``-2/(N V (V-1) tau)`` per view pair in general), whatever the
+    negatives (the decoupling property).
 
     Paper: Yeh et al., "Decoupled Contrastive Learning" (2021/ECCV 2022); ``temperature=0.1`` as in lightly's
     and raminnakhli's implementations.
@@ -54,13 +55,14 @@ class DCL(nn.Module):
         self.chunk_size = check_chunk_size(chunk_size)
 
     def _negative_lse(self, rows: Tensor, groups: Tensor) -> Tensor:
-        return masked_logsumexp(
-            rows / self.temperature,
-            rows,
-            anchor_groups=groups,
-            candidate_groups=groups,
-            group_mode="exclude",
-            chunk_size=self.chunk_size,
+        if groups.numel() and bool((groups == groups[0]).all()):
+            raise ValueError(
+                f"{type(self).__name__} needs at least one negative per anchor, but every row of this "
+                "batch is a positive of every other (one instance, or a single label); "
+                "use at least 2 instances / 2 distinct labels"
+            )
+        return self_logsumexp(
+            rows, 1.0 / self.temperature, groups=groups, group_mode="exclude", chunk_size=self.chunk_size
         )
 
     def forward(self, views: Tensor, labels: Tensor | None = None) -> Tensor:

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from contrastkit._validation import check_positive, check_reduction
 from contrastkit.losses._common import ViewBatch, group_positive_mean, make_view_batch, reduce_terms
-from contrastkit.losses._engine import masked_logsumexp
+from contrastkit.losses._engine import self_logsumexp
 
 __all__ = ["InfoNCE", "check_chunk_size", "out_terms"]
 
@@ -30,11 +30,9 @@ def out_terms(batch: ViewBatch, temperature: float, chunk_size: int | None) -> t
 
     The denominator runs over every row but the anchor itself (positives included).
     """
-    anchors = batch.rows / temperature
-    lse = masked_logsumexp(
-        anchors, batch.rows, self_index=batch.self_index, chunk_size=chunk_size
-    )
-    pos_mean, counts = group_positive_mean(_float(anchors), _float(batch.rows), batch.groups)
+    lse = self_logsumexp(batch.rows, 1.0 / temperature, chunk_size=chunk_size)
+    rows = _float(batch.rows)
+    pos_mean, counts = group_positive_mean(rows / temperature, rows, batch.groups)
     terms = torch.where(counts > 0, lse - pos_mean, torch.zeros_like(lse))
     return terms, counts
 

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from contrastkit._validation import check_choice, check_positive, check_reduction
 from contrastkit.losses._common import make_view_batch, reduce_terms
-from contrastkit.losses._engine import masked_logsumexp
+from contrastkit.losses._engine import self_logsumexp
 from contrastkit.losses.infonce import check_chunk_size, out_terms
 
 __all__ = ["SupCon"]
@@ -72,16 +72,10 @@ class SupCon(nn.Module):
         if self.variant == "out":
             terms, counts = out_terms(batch, self.temperature, self.chunk_size)
         else:
-            anchors = batch.rows / self.temperature
-            kwargs = {"self_index": batch.self_index, "chunk_size": self.chunk_size}
-            lse_all = masked_logsumexp(anchors, batch.rows, **kwargs)  # type: ignore[arg-type]
-            lse_pos = masked_logsumexp(
-                anchors,
-                batch.rows,
-                anchor_groups=batch.groups,
-                candidate_groups=batch.groups,
-                group_mode="only",
-                **kwargs,  # type: ignore[arg-type]
+            beta = 1.0 / self.temperature
+            lse_all = self_logsumexp(batch.rows, beta, chunk_size=self.chunk_size)
+            lse_pos = self_logsumexp(
+                batch.rows, beta, groups=batch.groups, group_mode="only", chunk_size=self.chunk_size
             )
             counts = torch.bincount(batch.groups)[batch.groups] - 1
             log_count = torch.log(counts.clamp(min=1).to(lse_all.dtype))
