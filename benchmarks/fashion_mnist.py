@@ -48,7 +48,9 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=0.2)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--views", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--widths", default="32,64,128,256", help="encoder conv widths")
+    parser.add_argument("--strides", default="2,1,2,1", help="encoder conv strides")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="runs/fmnist-simclr")
@@ -70,6 +72,9 @@ def main() -> None:
         out=args.out,
         precision=args.precision,
         threads=args.threads,
+        encoder_widths=tuple(int(w) for w in args.widths.split(",")),
+        encoder_strides=tuple(int(s) for s in args.strides.split(",")),
+        progress=False,
     )
     wall = time.perf_counter()
     result = fit(config)

@@ -40,7 +40,8 @@ class FitConfig:
     momentum: float = 0.9
     schedule: str = "cosine"
     warmup_epochs: int = 2
-    encoder_widths: tuple[int, ...] = (32, 64, 128)
+    encoder_widths: tuple[int, ...] = (32, 32, 64, 64, 128, 128)
+    encoder_strides: tuple[int, ...] = (1, 1, 2, 1, 2, 1)
     head_hidden_dim: int = 512
     head_out_dim: int = 128
     augment: str | None = None
@@ -80,11 +81,18 @@ class FitConfig:
         check_choice(self.precision, "precision", PRECISIONS)
         check_choice(self.device, "device", DEVICES)
         self.encoder_widths = tuple(int(w) for w in self.encoder_widths)
+        self.encoder_strides = tuple(int(s) for s in self.encoder_strides)
+        if len(self.encoder_widths) != len(self.encoder_strides):
+            raise ValueError(
+                f"encoder_widths and encoder_strides must have the same length; got "
+                f"{list(self.encoder_widths)} and {list(self.encoder_strides)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the configuration."""
         d = dataclasses.asdict(self)
         d["encoder_widths"] = list(self.encoder_widths)
+        d["encoder_strides"] = list(self.encoder_strides)
         return d
 
     @classmethod

@@ -59,7 +59,9 @@ def bf16_is_fast(device: torch.device) -> bool:
 
 def build_model(config: FitConfig, in_channels: int) -> ContrastiveModel:
     """The encoder and projection head a config describes."""
-    encoder = SmallCNN(in_channels=in_channels, widths=config.encoder_widths)
+    encoder = SmallCNN(
+        in_channels=in_channels, widths=config.encoder_widths, strides=config.encoder_strides
+    )
     head = MLPHead(encoder.out_dim, hidden_dim=config.head_hidden_dim, out_dim=config.head_out_dim)
     return ContrastiveModel(encoder, head)
 
@@ -225,7 +227,9 @@ def load_run(run_dir: str | Path) -> tuple[FitConfig, ContrastiveModel]:
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{path} is not a contrastkit run directory: {cfg_path} is missing")
     data = json.loads(cfg_path.read_text())
-    data["encoder_widths"] = tuple(data.get("encoder_widths", (32, 64, 128)))
+    for key in ("encoder_widths", "encoder_strides"):
+        if key in data:
+            data[key] = tuple(data[key])
     config = FitConfig.from_dict(data)
     weights = load_weights(path / WEIGHTS_FILE)
     first_conv = weights.get("encoder.features.0.0.weight")
