@@ -10,8 +10,9 @@ from torch import nn
 
 from contrastkit.losses.clip import CLIPLoss
 from contrastkit.losses.decoupled import DCL, DCLW
-from contrastkit.losses.infonce import InfoNCE
-from contrastkit.losses.supcon import SupCon
+from contrastkit.losses.infonce import HardInfoNCE, InfoNCE
+from contrastkit.losses.multiview import DHEL, MVDHEL, AVGInfoNCE, MVInfoNCE, PWEInfoNCE
+from contrastkit.losses.supcon import FocalSupCon, SupCon
 
 __all__ = ["LossInfo", "get_loss", "loss_info", "loss_names", "register_loss"]
 
@@ -71,3 +72,14 @@ register_loss(LossInfo("dclw", DCLW, "DCL with von Mises-Fisher weighted positiv
 register_loss(
     LossInfo("clip", CLIPLoss, "symmetric image-text InfoNCE, learnable clamped scale", input_kind="pair")
 )
+register_loss(
+    LossInfo("hard_infonce", HardInfoNCE, "InfoNCE with only the K hardest negatives (Wang & Liu)")
+)
+register_loss(
+    LossInfo("focal_supcon", FocalSupCon, "focal SupCon of Core-tuning", needs_labels=True)
+)
+register_loss(LossInfo("dhel", DHEL, "decoupled hyperspherical energy loss, exactly 2 views"))
+register_loss(LossInfo("mvinfonce", MVInfoNCE, "multi-view InfoNCE, one term per instance"))
+register_loss(LossInfo("mvdhel", MVDHEL, "multi-view DHEL: per-view uniformity, any V"))
+register_loss(LossInfo("pwe", PWEInfoNCE, "NT-Xent averaged over all pairs of views"))
+register_loss(LossInfo("avg", AVGInfoNCE, "NT-Xent of each view vs the mean of the others"))
