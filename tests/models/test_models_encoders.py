@@ -1,4 +1,4 @@
-"""Tests of the encoders: CIFAR-stem ResNet, MLP, 1-D CNN (shapes, parameter counts, determinism)."""
+"""Tests of the encoders: CIFAR-stem ResNet, MLP, 1-D CNN (shapes, parameters, determinism)."""
 
 from __future__ import annotations
 
