@@ -5,71 +5,158 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
 
-def _fit_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+_FIT_FLAG_KEYS = (
+    "loss",
+    "data",
+    "data_root",
+    "epochs",
+    "batch_size",
+    "views",
+    "temperature",
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "augment",
+    "seed",
+    "out",
+    "device",
+    "precision",
+    "threads",
+    "checkpoint_every",
+    "grad_clip",
+)
+_RESUME_FLAG_KEYS = ("progress", "threads", "device")
+
+
+def _fit_parser(sub: argparse._SubParsersAction) -> None:
     from contrastkit.train.config import FitConfig
 
     d = FitConfig()
-    p = sub.add_parser("fit", help="train an encoder contrastively, then evaluate it")
-    p.add_argument("--loss", default=d.loss, help="loss name (see `contrastkit losses`)")
-    p.add_argument("--data", default=d.data, help="digits, fashion-mnist, or a path to an .npz file")
-    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--views", type=int, default=d.views, help="views per instance (V)")
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--optimizer", default=d.optimizer, choices=["adamw", "sgd", "lars"])
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", default=d.schedule, choices=["cosine", "constant"])
-    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-    p.add_argument("--augment", default=None, help="view preset (default: chosen by dataset)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", default=None, help="run directory (default: runs/<loss>-<data>)")
-    p.add_argument("--device", default=d.device, choices=["auto", "cpu", "cuda"])
-    p.add_argument("--precision", default=d.precision, choices=["auto", "fp32", "bf16"])
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    hide = argparse.SUPPRESS  # only flags given on the command line override the recipe
+    p = sub.add_parser(
+        "fit",
+        help="train an encoder contrastively, then evaluate it",
+        description=(
+            "Train from a recipe (`contrastkit recipes`), a recipe file, or flags alone. "
+            "Precedence: defaults < recipe < flags < --set. Under `torchrun --nproc-per-node P "
+            "-m contrastkit fit ...` the P processes share each batch (gloo on CPU, NCCL on GPU)."
+        ),
+    )
+    p.add_argument(
+        "recipe",
+        nargs="?",
+        default=None,
+        help="recipe name (see `contrastkit recipes`) or a .yaml path",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (a YAML value; loss_kwargs.NAME=VALUE sets a loss argument)",
+    )
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue a killed run from its last checkpoint",
+    )
+    p.add_argument(
+        "--loss", default=hide, help=f"loss name (see `contrastkit losses`; default {d.loss})"
+    )
+    p.add_argument("--data", default=hide, help="digits, fashion-mnist, or a path to an .npz file")
+    p.add_argument("--data-root", default=hide, help="folder holding the dataset files")
+    p.add_argument("--epochs", type=int, default=hide, help=f"default {d.epochs}")
+    p.add_argument(
+        "--batch-size", type=int, default=hide, help=f"global batch (default {d.batch_size})"
+    )
+    p.add_argument(
+        "--views", type=int, default=hide, help=f"views per instance V (default {d.views})"
+    )
+    p.add_argument("--temperature", type=float, default=hide, help=f"default {d.temperature}")
+    p.add_argument("--optimizer", default=hide, choices=["adamw", "sgd", "lars"])
+    p.add_argument("--lr", type=float, default=hide, help=f"default {d.lr}")
+    p.add_argument("--weight-decay", type=float, default=hide, help=f"default {d.weight_decay}")
+    p.add_argument("--schedule", default=hide, choices=["cosine", "constant"])
+    p.add_argument("--warmup-epochs", type=int, default=hide, help=f"default {d.warmup_epochs}")
+    p.add_argument("--augment", default=hide, help="view preset (default: chosen by dataset)")
+    p.add_argument("--seed", type=int, default=hide, help=f"default {d.seed}")
+    p.add_argument(
+        "--out", default=hide, help="run directory (default: runs/<recipe or loss>-<data>)"
+    )
+    p.add_argument("--device", default=hide, choices=["auto", "cpu", "cuda"])
+    p.add_argument("--precision", default=hide, choices=["auto", "fp32", "bf16"])
+    p.add_argument("--threads", type=int, default=hide, help="torch CPU threads")
+    p.add_argument(
+        "--checkpoint-every", type=int, default=hide, help=f"steps (default {d.checkpoint_every})"
+    )
+    p.add_argument("--grad-clip", type=float, default=hide, help="clip the gradient norm")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from contrastkit.train import FitConfig, fit
+    from contrastkit.train import fit, resume_run
+    from contrastkit.train.config import config_from_mapping
+    from contrastkit.train.recipes import apply_overrides, load_recipe, parse_overrides
 
-    data_tag = Path(args.data).stem if args.data.endswith(".npz") else args.data
-    config = FitConfig(
-        loss=args.loss,
-        data=args.data,
-        data_root=args.data_root,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        views=args.views,
-        temperature=args.temperature,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs,
-        augment=args.augment,
-        seed=args.seed,
-        out=args.out or f"runs/{args.loss}-{data_tag}",
-        device=args.device,
-        precision=args.precision,
-        threads=args.threads,
-        progress=not args.no_progress,
-    )
-    result = fit(config)
-    _print_metrics(result.metrics, result.run_dir)
+    flags = {key: getattr(args, key) for key in _FIT_FLAG_KEYS if hasattr(args, key)}
+    if args.no_progress:
+        flags["progress"] = False
+    overrides = parse_overrides(args.overrides)
+    if args.resume is not None:
+        fixed = sorted((set(flags) | set(overrides)) - set(_RESUME_FLAG_KEYS))
+        if args.recipe is not None or fixed:
+            what = ([f"recipe {args.recipe!r}"] if args.recipe is not None else []) + fixed
+            raise ValueError(
+                "--resume continues a run with its own configuration; it cannot take "
+                f"{', '.join(what)} (allowed with --resume: {', '.join(_RESUME_FLAG_KEYS)})"
+            )
+        result = resume_run(args.resume, **{**flags, **overrides})
+    else:
+        name = "custom"
+        values: dict[str, object] = {}
+        if args.recipe is not None:
+            recipe = load_recipe(args.recipe)
+            name, values = recipe.name, dict(recipe.values)
+        values = apply_overrides(values, flags, source="command line")
+        values = apply_overrides(values, overrides, source="command line")
+        if "out" not in values:
+            data = str(values.get("data", "digits"))
+            data_tag = Path(data).stem if data.endswith(".npz") else data
+            label = name if args.recipe is not None else str(values.get("loss", "ntxent"))
+            values["out"] = f"runs/{label}-{data_tag}"
+        result = fit(config_from_mapping(values, source="command line"))
+    if result.metrics:
+        _print_metrics(result.metrics, result.run_dir)
     return 0
 
 
-def _print_metrics(metrics: dict[str, object], run_dir: Path) -> None:
-    print(f"kNN accuracy (k=20):    {float(metrics['knn_acc']):.4f}")  # type: ignore[arg-type]
-    print(f"linear-probe accuracy:  {float(metrics['linear_acc']):.4f}")  # type: ignore[arg-type]
+def _run_recipes(args: argparse.Namespace) -> int:
+    from contrastkit.train.recipes import load_recipe, recipe_names, recipe_text
+
+    if args.name is not None:
+        print(recipe_text(args.name), end="")
+        return 0
+    for name in recipe_names():
+        recipe = load_recipe(name)
+        print(f"{name:<12} {recipe.values.get('loss', ''):<12} {recipe.description}")
+    return 0
+
+
+def _print_metrics(metrics: Mapping[str, Any], run_dir: Path) -> None:
+    if "knn_acc" in metrics:
+        print(f"kNN accuracy (k=20):    {float(metrics['knn_acc']):.4f}")
+        print(f"linear-probe accuracy:  {float(metrics['linear_acc']):.4f}")
     print(f"run directory:          {run_dir.resolve()}")
 
 
@@ -80,7 +167,11 @@ def _run_eval(args: argparse.Namespace) -> int:
     config, model = load_run(args.run_dir)
     split = load_dataset(config.data, root=args.data_root or config.data_root, seed=config.seed)
     metrics = evaluate_encoder(
-        model.encoder, split.train, split.test, k=config.knn_k, knn_temperature=config.knn_temperature
+        model.encoder,
+        split.train,
+        split.test,
+        k=config.knn_k,
+        knn_temperature=config.knn_temperature,
     )
     if args.json:
         print(json.dumps(metrics, indent=2))
@@ -108,14 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     p_eval.add_argument("--data-root", default=None)
     p_eval.add_argument("--json", action="store_true", help="print the metrics as JSON")
     sub.add_parser("losses", help="list the available losses")
+    p_recipes = sub.add_parser("recipes", help="list the training recipes, or print one")
+    p_recipes.add_argument("name", nargs="?", default=None, help="print this recipe's YAML")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit code. Bad input prints one clear line, not a traceback."""
+    """Entry point; returns the process exit code. Bad input prints one clear line, not a
+    traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"fit": _run_fit, "eval": _run_eval, "losses": _run_losses}
+    handlers = {"fit": _run_fit, "eval": _run_eval, "losses": _run_losses, "recipes": _run_recipes}
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

@@ -1,24 +1,59 @@
-"""Checkpoints: safetensors weights plus JSON metadata, written atomically, loaded without pickle."""
+"""Checkpoints: safetensors tensors plus JSON metadata, written atomically, loaded without pickle.
+
+A training checkpoint is one safetensors file: every tensor of the training state (model, optimizer
+moments, loss buffers, RNG states) plus, in the safetensors header, one JSON document with
+everything else (epoch and step, optimizer hyper-parameters, scheduler position, Python RNG state,
+log offsets). Nothing is ever unpickled: a file that is not valid safetensors (a truncated file, a
+pickle) is refused with a :class:`CheckpointError`.
+
+:class:`CheckpointManager` keeps the last ``keep`` checkpoints of a run in ``checkpoints/``: each is
+written to a temporary file and renamed into place, then the pointer file ``checkpoints/latest``
+(JSON: the kept files, newest last, with their size and SHA-256) is replaced, also atomically, and
+only then are older files removed. A run killed at any moment leaves a pointer that names complete
+files; a file damaged later on disk fails its checksum and the previous one is used.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-__all__ = ["CheckpointError", "atomic_write_bytes", "atomic_write_json", "load_weights", "save_weights"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointManager",
+    "CheckpointWarning",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "flatten_optimizer_state",
+    "load_checkpoint",
+    "load_weights",
+    "save_checkpoint",
+    "save_weights",
+    "unflatten_optimizer_state",
+]
+
+CHECKPOINT_FORMAT = "contrastkit-train/1"
+_META_KEY = "contrastkit"
 
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, truncated or does not match the model."""
+
+
+class CheckpointWarning(UserWarning):
+    """A damaged checkpoint was skipped in favour of the previous one."""
 
 
 def _atomic_replace(path: Path, write: Any) -> None:
@@ -51,7 +86,9 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def save_weights(
-    path: str | os.PathLike[str], tensors: Mapping[str, Tensor], metadata: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, Tensor],
+    metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Save a flat dict of tensors as safetensors, atomically (temporary file + rename)."""
     flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -70,9 +107,233 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     try:
         return load_file(str(p))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {p} is damaged or truncated ({exc})") from exc
+        raise CheckpointError(
+            f"checkpoint {p} is damaged, truncated or not a safetensors file ({exc}); "
+            "contrastkit only reads safetensors and never unpickles a checkpoint"
+        ) from exc
 
 
 def state_dict_to_cpu(state: Mapping[str, Any]) -> dict[str, Tensor]:
     """Keep the tensor entries of a module state dict (all entries of nn.Module.state_dict)."""
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+# --------------------------------------------------------------------------------------------------
+# training checkpoints: tensors + JSON metadata in one safetensors file
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], tensors: Mapping[str, Tensor], meta: Mapping[str, Any]
+) -> None:
+    """Write ``tensors`` and the JSON-serialisable ``meta`` to one safetensors file, atomically."""
+    text = json.dumps(meta, sort_keys=True, allow_nan=True)
+    save_weights(path, tensors, metadata={_META_KEY: text, "format": CHECKPOINT_FORMAT})
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a training checkpoint written by :func:`save_checkpoint`: ``(tensors, meta)``.
+
+    Only safetensors parsing and ``json.loads`` run on the file's bytes. A missing, truncated or
+    foreign file (e.g. a pickle) raises :class:`CheckpointError`.
+    """
+    p = Path(path)
+    tensors = load_weights(p)
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            header = fh.metadata() or {}
+    except (SafetensorError, OSError) as exc:  # pragma: no cover - load_weights already read it
+        raise CheckpointError(f"checkpoint {p} is damaged ({exc})") from exc
+    if header.get("format") != CHECKPOINT_FORMAT or _META_KEY not in header:
+        raise CheckpointError(
+            f"{p} is a safetensors file but not a contrastkit training checkpoint "
+            f"(format {header.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
+    try:
+        meta = json.loads(header[_META_KEY])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"checkpoint {p} has damaged metadata ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"checkpoint {p} has metadata of type {type(meta).__name__}, not a dict"
+        )
+    return tensors, meta
+
+
+def flatten_optimizer_state(state: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Split ``optimizer.state_dict()`` into tensors (``"<param id>.<name>"``) and JSON metadata."""
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, entry in state["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{pid}.{name}"] = value
+            else:
+                scalars.setdefault(str(pid), {})[name] = value
+    groups = [dict(g) for g in state["param_groups"]]
+    for g in groups:
+        for key, value in list(g.items()):
+            if isinstance(value, tuple):
+                g[key] = list(value)
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def unflatten_optimizer_state(
+    tensors: Mapping[str, Tensor], meta: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Rebuild an ``optimizer.state_dict()`` from :func:`flatten_optimizer_state`'s output."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        pid, _, name = key.partition(".")
+        state.setdefault(int(pid), {})[name] = value
+    for pid, entry in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(entry)
+    groups = [dict(g) for g in meta["param_groups"]]
+    for g in groups:
+        if isinstance(g.get("betas"), list):
+            g["betas"] = tuple(g["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_STEP_FILE = re.compile(r"^step-(\d+)\.safetensors$")
+
+
+def _step_of(path: Path) -> int:
+    match = _STEP_FILE.match(path.name)
+    return int(match.group(1)) if match else -1
+
+
+class CheckpointManager:
+    """The rotating training checkpoints of one run directory (``<run>/checkpoints``).
+
+    Args:
+        directory: the checkpoint folder.
+        keep: how many checkpoints to keep (>= 1; 2 keeps the previous good one).
+    """
+
+    POINTER = "latest"
+
+    def __init__(self, directory: str | os.PathLike[str], *, keep: int = 2) -> None:
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ValueError(f"keep must be a positive integer, got {keep!r}")
+        self.directory = Path(directory)
+        self.keep = keep
+
+    @staticmethod
+    def file_name(step: int) -> str:
+        return f"step-{step:08d}.safetensors"
+
+    def entries(self) -> list[dict[str, Any]]:
+        """The checkpoints the pointer names, oldest first (``[]`` if there is no valid pointer)."""
+        pointer = self.directory / self.POINTER
+        if not pointer.is_file():
+            return []
+        try:
+            data = json.loads(pointer.read_text())
+            entries = data["checkpoints"]
+            if not isinstance(entries, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("file"), str) for e in entries
+            ):
+                raise TypeError("bad entries")
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        return entries
+
+    def _on_disk(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        found = [p for p in self.directory.iterdir() if _STEP_FILE.match(p.name)]
+        return sorted(found, key=_step_of)
+
+    def save(self, step: int, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path:
+        """Write the checkpoint of ``step``, then the pointer, then drop the ones beyond keep."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        name = self.file_name(step)
+        path = self.directory / name
+        save_checkpoint(path, tensors, meta)
+        entry = {
+            "file": name,
+            "step": int(step),
+            "bytes": path.stat().st_size,
+            "sha256": _sha256(path),
+        }
+        kept = [
+            e
+            for e in self.entries()
+            if e["file"] != name and (self.directory / e["file"]).is_file()
+        ]
+        kept = [*kept[-(self.keep - 1) :], entry] if self.keep > 1 else [entry]
+        atomic_write_json(
+            self.directory / self.POINTER, {"format": CHECKPOINT_FORMAT, "checkpoints": kept}
+        )
+        names = {e["file"] for e in kept}
+        for p in self._on_disk():
+            if p.name not in names:
+                p.unlink(missing_ok=True)
+        for p in self.directory.glob(".step-*.tmp"):
+            p.unlink(missing_ok=True)
+        return path
+
+    def clear(self) -> None:
+        """Remove every checkpoint and the pointer (a fresh run in an old directory)."""
+        (self.directory / self.POINTER).unlink(missing_ok=True)
+        for p in self._on_disk():
+            p.unlink(missing_ok=True)
+
+    def verify(self, entry: Mapping[str, Any]) -> Path:
+        """Check that a pointer entry's file exists with the recorded size and SHA-256."""
+        path = self.directory / str(entry["file"])
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} is missing")
+        size = path.stat().st_size
+        if "bytes" in entry and size != entry["bytes"]:
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or damaged: {size} bytes on disk, "
+                f"{entry['bytes']} written"
+            )
+        if "sha256" in entry and _sha256(path) != entry["sha256"]:
+            raise CheckpointError(f"checkpoint {path} is damaged: its SHA-256 does not match")
+        return path
+
+    def load_latest(self) -> tuple[dict[str, Tensor], dict[str, Any], Path] | None:
+        """Load the newest good checkpoint; ``None`` if the run has none.
+
+        A damaged newest checkpoint is reported with a :class:`CheckpointWarning` naming it and the
+        reason, and the previous one is used. Without a readable pointer, the ``step-*.safetensors``
+        files found are tried newest first. If every checkpoint is damaged a
+        :class:`CheckpointError` lists them.
+        """
+        entries = self.entries()
+        candidates: list[tuple[Path, Mapping[str, Any] | None]]
+        if entries:
+            candidates = [(self.directory / e["file"], e) for e in reversed(entries)]
+        else:
+            candidates = [(p, None) for p in reversed(self._on_disk())]
+        if not candidates:
+            return None
+        problems: list[str] = []
+        for path, entry in candidates:
+            try:
+                if entry is not None:
+                    self.verify(entry)
+                tensors, meta = load_checkpoint(path)
+            except CheckpointError as exc:
+                problems.append(str(exc))
+                continue
+            if problems:
+                warnings.warn(
+                    "; ".join(problems) + f" -- resuming from the previous checkpoint {path}",
+                    CheckpointWarning,
+                    stacklevel=2,
+                )
+            return tensors, meta, path
+        raise CheckpointError(
+            "no usable checkpoint in " + str(self.directory) + ": " + "; ".join(problems)
+        )

@@ -1,15 +1,25 @@
-"""The configuration of one training run, validated on construction."""
+"""The configuration of one training run, validated on construction.
+
+:func:`config_from_mapping` builds a :class:`FitConfig` from plain data (a recipe file, ``--set``
+overrides, ``config.json``) and checks it first: an unknown key or a value of the wrong type is a
+``ValueError`` that names the key, what it expected, and the allowed keys.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import math
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from contrastkit._validation import check_choice, check_positive
 from contrastkit.losses import loss_info
 
-__all__ = ["FitConfig"]
+__all__ = ["FitConfig", "check_value_type", "config_from_mapping", "config_keys"]
 
 OPTIMIZERS = ("adamw", "sgd", "lars")
 SCHEDULES = ("cosine", "constant")
@@ -21,9 +31,17 @@ DEVICES = ("auto", "cpu", "cuda")
 class FitConfig:
     """Everything that defines a training run; saved as ``config.json`` in the run directory.
 
-    ``temperature=None`` keeps the loss's own default; ``loss_kwargs`` passes further keyword arguments
-    to the loss. ``precision="auto"`` uses bf16 autocast where the device supports it fast (CUDA with bf16,
-    or a CPU with AMX/AVX512-BF16) and float32 elsewhere.
+    ``temperature=None`` keeps the loss's own default; ``loss_kwargs`` passes further keyword
+    arguments to the loss. ``precision="auto"`` uses bf16 autocast where the device supports it fast
+    (CUDA with bf16, or a CPU with AMX/AVX512-BF16) and float32 elsewhere.
+
+    ``batch_size`` is the global batch: under torchrun each of the P processes takes ``batch_size /
+    P`` instances of it. Checkpoints go to ``<out>/checkpoints`` every ``checkpoint_every``
+    optimizer steps (0: only at epoch ends) and at the end of every epoch; the last
+    ``keep_checkpoints`` are kept. ``grad_clip`` clips the global gradient norm (None: no clipping).
+    ``monitor_every`` calls ``contrastkit.eval.monitor.epoch_metrics`` every that many epochs (0:
+    never). ``tensorboard`` also writes TensorBoard events when the ``tensorboard`` package is
+    installed; ``evaluate=False`` skips the final kNN / linear-probe evaluation.
     """
 
     loss: str = "ntxent"
@@ -53,22 +71,47 @@ class FitConfig:
     knn_k: int = 20
     knn_temperature: float = 0.07
     progress: bool = True
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    grad_clip: float | None = None
+    monitor_every: int = 0
+    tensorboard: bool = True
+    evaluate: bool = True
 
     def __post_init__(self) -> None:
         info = loss_info(self.loss)
         if info.input_kind != "views":
             raise ValueError(
-                f"loss {self.loss!r} takes pairs of modalities, not image views; image training needs "
-                "a multi-view loss (e.g. ntxent, supcon, dcl, dclw)"
+                f"loss {self.loss!r} takes pairs of modalities, not image views; image training "
+                "needs a multi-view loss (e.g. ntxent, supcon, dcl, dclw)"
             )
         for name in ("epochs", "batch_size", "views", "knn_k"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("checkpoint_every", "monitor_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if (
+            isinstance(self.keep_checkpoints, bool)
+            or not isinstance(self.keep_checkpoints, int)
+            or self.keep_checkpoints < 1
+        ):
+            raise ValueError(
+                f"keep_checkpoints must be a positive integer, got {self.keep_checkpoints!r}"
+            )
+        if self.grad_clip is not None:
+            check_positive(self.grad_clip, "grad_clip")
+        _check_loss_kwargs(self.loss, info.factory, self.loss_kwargs)
         if self.views < info.min_views and not info.needs_labels:
-            raise ValueError(f"loss {self.loss!r} needs views >= {info.min_views}, got {self.views}")
+            raise ValueError(
+                f"loss {self.loss!r} needs views >= {info.min_views}, got {self.views}"
+            )
         if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 for contrastive training, got {self.batch_size}")
+            raise ValueError(
+                f"batch_size must be >= 2 for contrastive training, got {self.batch_size}"
+            )
         if self.temperature is not None:
             check_positive(self.temperature, "temperature")
         check_positive(self.lr, "lr")
@@ -96,10 +139,134 @@ class FitConfig:
         return d
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FitConfig:
-        """Build a config from a dict; unknown keys are an error that lists the allowed ones."""
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ValueError(f"unknown config key(s) {unknown}; allowed: {sorted(allowed)}")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> FitConfig:
+        """Build a config from a dict; unknown keys and wrong types are errors (see below)."""
+        return config_from_mapping(data)
+
+
+_RESERVED_LOSS_KWARGS = ("reduction",)
+
+
+def _check_loss_kwargs(loss: str, factory: Any, kwargs: Mapping[str, Any]) -> None:
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"loss_kwargs must be a mapping, got {type(kwargs).__name__}")
+    reserved = sorted(set(kwargs) & set(_RESERVED_LOSS_KWARGS))
+    if reserved:
+        raise ValueError(
+            f"loss_kwargs may not set {reserved}: the trainer computes one term per anchor "
+            "(reduction='none') and averages them itself"
+        )
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = sorted(
+        name
+        for name, p in params.items()
+        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        and name not in _RESERVED_LOSS_KWARGS
+    )
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown loss_kwargs key(s) {unknown} for loss {loss!r}; allowed: {', '.join(allowed)}"
+        )
+
+
+def config_keys() -> list[str]:
+    """The keys a configuration (recipe, ``--set``, ``config.json``) may hold, sorted."""
+    return sorted(f.name for f in dataclasses.fields(FitConfig))
+
+
+def _type_name(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(hint)[0])}"
+    if origin is dict:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    """``(ok, converted)`` for one value against one (non-union) type hint."""
+    if hint is type(None):
+        return value is None, None
+    if hint is Any:
+        return True, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, int | float):
+            return math.isfinite(float(value)), float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-3" (no dot) as a string: accept the numeric spelling.
+            try:
+                number = float(value)
+            except ValueError:
+                return False, value
+            return math.isfinite(number), number
+        return False, value
+    if hint is str:
+        return isinstance(value, str), value
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            return False, value
+        (item,) = typing.get_args(hint)[:1]
+        out = []
+        for v in value:
+            ok, conv = _coerce(v, item)
+            if not ok:
+                return False, value
+            out.append(conv)
+        return True, tuple(out)
+    if origin is dict:
+        ok = isinstance(value, Mapping) and all(isinstance(k, str) for k in value)
+        return ok, dict(value) if ok else value
+    raise TypeError(f"unsupported config type {hint!r}")  # pragma: no cover
+
+
+def check_value_type(key: str, value: Any, *, source: str = "config") -> Any:
+    """Check ``value`` against the type of config field ``key`` and return it converted.
+
+    Integers are accepted for float fields, lists for tuple fields; an unknown key or a wrong type
+    raises a ``ValueError`` that names the key, the expected type and (for unknown keys) every
+    allowed key.
+    """
+    hints = typing.get_type_hints(FitConfig)
+    if key not in hints:
+        raise ValueError(f"{source}: unknown key {key!r}; allowed keys: {', '.join(config_keys())}")
+    hint = hints[key]
+    options = (
+        typing.get_args(hint)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType)
+        else (hint,)
+    )
+    for option in options:
+        ok, converted = _coerce(value, option)
+        if ok:
+            return converted
+    raise ValueError(
+        f"{source}: key {key!r} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def config_from_mapping(data: Mapping[str, Any], *, source: str = "config") -> FitConfig:
+    """A validated :class:`FitConfig` from plain data (unknown keys and wrong types are errors)."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: expected a mapping of config keys, got {type(data).__name__}")
+    values = {str(k): check_value_type(str(k), v, source=source) for k, v in data.items()}
+    try:
+        return FitConfig(**values)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{source}: {exc}") from exc

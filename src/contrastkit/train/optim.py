@@ -16,8 +16,9 @@ __all__ = ["LARS", "build_optimizer", "build_schedule", "param_groups", "warmup_
 
 
 def param_groups(params: Iterable[nn.Parameter], weight_decay: float) -> list[dict[str, object]]:
-    """Two groups: matrices and conv kernels get ``weight_decay``; biases, norms and scalars get 0."""
-    decay, no_decay = [], []
+    """Two groups: matrices and conv kernels get ``weight_decay``; biases, norms, scalars get 0."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in params:
         if not p.requires_grad:
             continue
@@ -31,8 +32,8 @@ def param_groups(params: Iterable[nn.Parameter], weight_decay: float) -> list[di
 class LARS(Optimizer):
     """SGD with momentum and layer-wise adaptive rate scaling (You et al., 2017).
 
-    Each parameter's step is scaled by the trust ratio ``eta * ||w|| / (||g|| + wd * ||w||)``; groups
-    marked ``lars_exclude`` (biases, norms) take plain SGD steps, as in SimCLR's setup.
+    Each parameter's step is scaled by the trust ratio ``eta * ||w|| / (||g|| + wd * ||w||)``;
+    groups marked ``lars_exclude`` (biases, norms) take plain SGD steps, as in SimCLR's setup.
     """
 
     def __init__(
@@ -44,8 +45,13 @@ class LARS(Optimizer):
         weight_decay: float = 0.0,
         eta: float = 1e-3,
     ) -> None:
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay, "eta": eta,
-                    "lars_exclude": False}
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "eta": eta,
+            "lars_exclude": False,
+        }
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -61,7 +67,9 @@ class LARS(Optimizer):
                 if not group["lars_exclude"]:
                     w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(grad)
                     trust = torch.where(
-                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
+                        (w_norm > 0) & (g_norm > 0),
+                        group["eta"] * w_norm / g_norm,
+                        torch.ones_like(w_norm),
                     )
                     grad = grad.mul(trust)
                 state = self.state[p]
@@ -80,16 +88,16 @@ def build_optimizer(config: FitConfig, params: Iterable[nn.Parameter]) -> Optimi
     if config.optimizer == "adamw":
         for g in groups:
             g.pop("lars_exclude", None)
-        return torch.optim.AdamW(groups, lr=config.lr)  # type: ignore[arg-type]
+        return torch.optim.AdamW(groups, lr=config.lr)
     if config.optimizer == "sgd":
         for g in groups:
             g.pop("lars_exclude", None)
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)  # type: ignore[arg-type]
-    return LARS(groups, lr=config.lr, momentum=config.momentum)  # type: ignore[arg-type]
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    return LARS(groups, lr=config.lr, momentum=config.momentum)
 
 
 def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int) -> float:
-    """LR multiplier: linear warm-up from 1/warmup to 1, then cosine decay to 0 at ``total_steps``."""
+    """LR multiplier: linear warm-up from 1/warmup to 1, then cosine decay to 0 at total_steps."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
@@ -101,5 +109,7 @@ def build_schedule(config: FitConfig, optimizer: Optimizer, steps_per_epoch: int
     total = config.epochs * steps_per_epoch
     warmup = min(config.warmup_epochs * steps_per_epoch, total)
     if config.schedule == "cosine":
-        return LambdaLR(optimizer, lambda s: warmup_cosine(s, warmup_steps=warmup, total_steps=total))
+        return LambdaLR(
+            optimizer, lambda s: warmup_cosine(s, warmup_steps=warmup, total_steps=total)
+        )
     return LambdaLR(optimizer, lambda s: min((s + 1) / warmup, 1.0) if warmup else 1.0)
