@@ -34,9 +34,14 @@ _TARGET_BLOCK_ELEMENTS = 1 << 22
 _MIN_CHUNK = 32
 
 
-def auto_chunk_size(n_anchors: int, n_candidates: int) -> int:
-    """Pick a row-block size so that one block holds about 4M similarity entries."""
-    rows = max(_MIN_CHUNK, _TARGET_BLOCK_ELEMENTS // max(n_candidates, 1))
+# On a GPU, larger blocks amortise kernel launches; 64M float32 entries are 256 MiB.
+_TARGET_BLOCK_ELEMENTS_CUDA = 1 << 26
+
+
+def auto_chunk_size(n_anchors: int, n_candidates: int, device: torch.device | None = None) -> int:
+    """Pick a row-block size so that one block holds about 4M similarity entries (64M on CUDA)."""
+    target = _TARGET_BLOCK_ELEMENTS_CUDA if device is not None and device.type == "cuda" else _TARGET_BLOCK_ELEMENTS
+    rows = max(_MIN_CHUNK, target // max(n_candidates, 1))
     return int(min(rows, max(n_anchors, 1)))
 
 
@@ -159,7 +164,7 @@ def masked_logsumexp(
     if group_mode is not None and (anchor_groups is None or candidate_groups is None):
         raise ValueError(f"group_mode={group_mode!r} needs both anchor_groups and candidate_groups")
     if chunk_size is None:
-        chunk_size = auto_chunk_size(anchors.shape[0], candidates.shape[0])
+        chunk_size = auto_chunk_size(anchors.shape[0], candidates.shape[0], anchors.device)
     elif chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
     mask = _Mask(self_index, anchor_groups, candidate_groups, group_mode)
@@ -178,11 +183,13 @@ def masked_logsumexp(
 # --------------------------------------------------------------------------------------------------
 
 _TARGET_SQUARE_BLOCK = 1 << 20
+_TARGET_SQUARE_BLOCK_CUDA = 1 << 26
 
 
-def auto_square_chunk(n: int) -> int:
-    """Rows per block of the symmetric engine: about 1M entries per (chunk x chunk) block."""
-    side = int(_TARGET_SQUARE_BLOCK**0.5)
+def auto_square_chunk(n: int, device: torch.device | None = None) -> int:
+    """Rows per block of the symmetric engine: about 1M entries per block (64M on CUDA)."""
+    target = _TARGET_SQUARE_BLOCK_CUDA if device is not None and device.type == "cuda" else _TARGET_SQUARE_BLOCK
+    side = int(target**0.5)
     return int(min(max(side, _MIN_CHUNK), max(n, 1)))
 
 
@@ -321,9 +328,81 @@ def self_logsumexp(
     else:
         beta = torch.full((n,), float(inv_temperature), dtype=acc_dtype, device=rows.device)
     if chunk_size is None:
-        chunk_size = auto_square_chunk(n)
+        chunk_size = auto_square_chunk(n, rows.device)
     elif chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
     mask = _SymmetricMask(exclude_self, groups if group_mode is not None else None, group_mode)
     out: Tensor = _SymmetricLogSumExp.apply(rows, beta, mask, int(chunk_size))
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Two-sided case: one logit matrix L = A B^T read along rows (anchors of A) and columns (anchors of B),
+# as in CLIP's two cross-entropies. One product per block in the forward pass; in the backward pass the
+# recomputed block gives M = g_row * P_row + g_col * P_col and the two products M B and M^T A.
+# --------------------------------------------------------------------------------------------------
+
+
+def _row_blocks(n: int, chunk: int) -> list[tuple[int, int]]:
+    return [(i0, min(i0 + chunk, n)) for i0 in range(0, n, chunk)]
+
+
+class _TwoSidedLogSumExp(torch.autograd.Function):
+    """Row and column log-sum-exp of ``A @ B.T``, computed in row blocks of A."""
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, b: Tensor, chunk: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        acc_dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
+        row_lse = torch.empty(a.shape[0], dtype=acc_dtype, device=a.device)
+        col_max = torch.full((b.shape[0],), float("-inf"), dtype=acc_dtype, device=a.device)
+        col_acc = torch.zeros(b.shape[0], dtype=acc_dtype, device=a.device)
+        for i0, i1 in _row_blocks(a.shape[0], chunk):
+            block = (a[i0:i1] @ b.T).to(acc_dtype)
+            row_lse[i0:i1] = torch.logsumexp(block, dim=1)
+            _online_update(col_max, col_acc, block, 0)
+        col_lse = col_max + torch.log(col_acc)
+        ctx.save_for_backward(a, b, row_lse, col_lse)
+        ctx.chunk = chunk
+        return row_lse, col_lse
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_row: Tensor | None, grad_col: Tensor | None
+    ) -> tuple[Tensor | None, Tensor | None, None]:
+        a, b, row_lse, col_lse = ctx.saved_tensors
+        acc_dtype = row_lse.dtype
+        g_row = torch.zeros_like(row_lse) if grad_row is None else grad_row.to(acc_dtype)
+        g_col = torch.zeros_like(col_lse) if grad_col is None else grad_col.to(acc_dtype)
+        grad_a = torch.empty(a.shape, dtype=acc_dtype, device=a.device)
+        grad_b = torch.zeros(b.shape, dtype=acc_dtype, device=b.device)
+        for i0, i1 in _row_blocks(a.shape[0], ctx.chunk):
+            block = (a[i0:i1] @ b.T).to(acc_dtype)
+            m = (block - row_lse[i0:i1, None]).exp_().mul_(g_row[i0:i1, None])
+            m.add_(block.sub_(col_lse[None, :]).exp_().mul_(g_col[None, :]))
+            m_c = m.to(a.dtype)
+            grad_a[i0:i1] = (m_c @ b).to(acc_dtype)
+            grad_b += (m_c.T @ a[i0:i1]).to(acc_dtype)
+        return grad_a.to(a.dtype), grad_b.to(b.dtype), None
+
+
+def two_sided_logsumexp(a: Tensor, b: Tensor, *, chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+    """Row and column log-sum-exp of ``a @ b.T`` without the full matrix (CLIP's two directions).
+
+    Args:
+        a: ``(n_a, D)`` rows (carrying any logit scale).
+        b: ``(n_b, D)`` rows.
+        chunk_size: rows of ``a`` per block (None: automatic).
+
+    Returns:
+        ``(row_lse (n_a,), col_lse (n_b,))`` in float32 (float64 for float64 input).
+    """
+    if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(
+            f"a and b must be (n_a, D) and (n_b, D) with the same D; got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(a.shape[0], b.shape[0], a.device)
+    elif chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    row, col = _TwoSidedLogSumExp.apply(a, b.to(a.dtype), int(chunk_size))
+    return row, col

@@ -10,10 +10,10 @@ from torch import Tensor, nn
 
 from contrastkit._validation import check_embeddings, check_positive, check_probability, check_reduction
 from contrastkit.losses._common import reduce_terms
-from contrastkit.losses._engine import masked_logsumexp
+from contrastkit.losses._engine import masked_logsumexp, two_sided_logsumexp
 from contrastkit.losses.infonce import check_chunk_size
 
-__all__ = ["CLIPLoss", "cross_entropy_terms"]
+__all__ = ["CLIPLoss", "cross_entropy_terms", "symmetric_cross_entropy_terms"]
 
 
 def cross_entropy_terms(
@@ -25,15 +25,28 @@ def cross_entropy_terms(
     ``ce_i = lse_i - (1 - eps) l_ii - eps * mean_k l_ik``, and ``mean_k l_ik = a_i . mean_k c_k``.
     """
     lse = masked_logsumexp(anchors, candidates, chunk_size=chunk_size)
-    a, c = anchors.float(), candidates.float()
-    if anchors.dtype == torch.float64:
-        a, c = anchors, candidates
-    diag = (a * c).sum(dim=1)
-    ce = lse - diag
-    if label_smoothing > 0:
-        mean_logit = a @ c.mean(dim=0)
-        ce = lse - (1 - label_smoothing) * diag - label_smoothing * mean_logit
-    return ce
+    return _smoothed_ce(lse, anchors, candidates, label_smoothing)
+
+
+def symmetric_cross_entropy_terms(
+    scaled_a: Tensor, b: Tensor, label_smoothing: float, chunk_size: int | None
+) -> tuple[Tensor, Tensor]:
+    """Both directions of CLIP's cross-entropy from one logit matrix ``scaled_a @ b.T``.
+
+    Returns the per-pair terms of the rows (``a`` as anchors) and of the columns (``b`` as anchors).
+    """
+    row_lse, col_lse = two_sided_logsumexp(scaled_a, b, chunk_size=chunk_size)
+    row = _smoothed_ce(row_lse, scaled_a, b, label_smoothing)
+    col = _smoothed_ce(col_lse, b, scaled_a, label_smoothing)
+    return row, col
+
+
+def _smoothed_ce(lse: Tensor, anchors: Tensor, candidates: Tensor, label_smoothing: float) -> Tensor:
+    diag = (anchors * candidates).sum(dim=1).to(lse.dtype)
+    if label_smoothing == 0:
+        return lse - diag
+    mean_logit = (anchors @ candidates.mean(dim=0)).to(lse.dtype)
+    return lse - (1 - label_smoothing) * diag - label_smoothing * mean_logit
 
 
 class CLIPLoss(nn.Module):
@@ -108,8 +121,9 @@ class CLIPLoss(nn.Module):
             img, txt = img.float(), txt.float()
         img, txt = F.normalize(img, dim=1), F.normalize(txt.to(img.dtype), dim=1)
         sigma = self.scale().to(img.dtype)
-        ce_img = cross_entropy_terms(sigma * img, txt, self.label_smoothing, self.chunk_size)
-        ce_txt = cross_entropy_terms(sigma * txt, img, self.label_smoothing, self.chunk_size)
+        ce_img, ce_txt = symmetric_cross_entropy_terms(
+            sigma * img, txt, self.label_smoothing, self.chunk_size
+        )
         return reduce_terms(0.5 * (ce_img + ce_txt), self.reduction)
 
     def extra_repr(self) -> str:
