@@ -2,7 +2,11 @@
 
 ``contrastkit.views.image`` holds the image ops (each ``op(images, generator=None, **params)`` on a
 ``(B, C, H, W)`` batch in [0, 1]); ``contrastkit.views.pipeline`` composes them into
-:class:`ViewAugment`, configured by a frozen :class:`ViewConfig`, with named presets.
+:class:`ViewAugment`, configured by a frozen :class:`ViewConfig`, with named presets;
+``contrastkit.views.multicrop`` makes global + local crops. Other modalities:
+``contrastkit.views.series`` (time series ``(B, C, T)``), ``contrastkit.views.tabular`` (SCARF
+corruption of rows ``(B, F)``), ``contrastkit.views.graph`` (edge dropping, feature masking, kNN
+graphs). ``contrastkit.views.pretext`` holds the rotation and jigsaw pretext tasks.
 
 Example:
     >>> import torch
@@ -13,6 +17,8 @@ Example:
     torch.Size([4, 2, 3, 32, 32])
 """
 
+from contrastkit.views import graph, multicrop, pretext, series, tabular
+from contrastkit.views.graph import drop_edges, graph_view, knn_graph, mask_features
 from contrastkit.views.image import (
     affine_matrix,
     apply_affine,
@@ -31,28 +37,69 @@ from contrastkit.views.image import (
     rgb_to_grayscale,
     solarize,
 )
-from contrastkit.views.pipeline import PRESETS, ViewAugment, ViewConfig, preset, preset_for_dataset
+from contrastkit.views.multicrop import MultiCrop, encode_crops
+from contrastkit.views.pipeline import (
+    PRESETS,
+    ViewAugment,
+    ViewConfig,
+    check_size,
+    preset,
+    preset_for_dataset,
+    with_color_strength,
+)
+from contrastkit.views.pretext import (
+    JigsawPretext,
+    PretextOutput,
+    RotationPretext,
+    jigsaw_batch,
+    jigsaw_permutations,
+    rotation_batch,
+)
+from contrastkit.views.series import SeriesAugment
+from contrastkit.views.tabular import ScarfCorruption, scarf_corrupt
 
 __all__ = [
     "PRESETS",
+    "JigsawPretext",
+    "MultiCrop",
+    "PretextOutput",
+    "RotationPretext",
+    "ScarfCorruption",
+    "SeriesAugment",
     "ViewAugment",
     "ViewConfig",
     "affine_matrix",
     "apply_affine",
     "blur_kernel_size",
     "check_images",
+    "check_size",
     "color_jitter",
     "crop_matrix",
     "cutout",
+    "drop_edges",
+    "encode_crops",
     "flip_matrix",
     "gaussian_blur",
     "gaussian_noise",
+    "graph",
+    "graph_view",
+    "jigsaw_batch",
+    "jigsaw_permutations",
+    "knn_graph",
+    "mask_features",
+    "multicrop",
     "preset",
     "preset_for_dataset",
+    "pretext",
     "random_affine",
     "random_grayscale",
     "random_horizontal_flip",
     "random_resized_crop",
     "rgb_to_grayscale",
+    "rotation_batch",
+    "scarf_corrupt",
+    "series",
     "solarize",
+    "tabular",
+    "with_color_strength",
 ]

@@ -330,8 +330,17 @@ def _affine_grid(theta: Tensor, n: int, h: int, w: int) -> Tensor:
     return (gx + gy).permute(0, 2, 3, 1)
 
 
-def _apply_affine(x: Tensor, theta: Tensor, padding_mode: str) -> Tensor:
+def _apply_affine(x: Tensor, theta: Tensor, padding_mode: str,
+                  out_size: tuple[int, int] | None = None) -> Tensor:
+    """Warp ``x`` by ``theta``; the output is ``out_size`` (default: the input size).
+
+    The sampling matrices are in normalised coordinates, so the same matrix crops the same
+    region whatever the output size: a different ``out_size`` resizes the crop (bilinear, no
+    antialiasing) in the same pass.
+    """
     n, _, h, w = x.shape
+    if out_size is not None:
+        h, w = out_size
     grid = _affine_grid(theta.to(device=x.device, dtype=x.dtype), n, h, w)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
     return out.clamp_(0.0, 1.0)

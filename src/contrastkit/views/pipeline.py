@@ -34,8 +34,10 @@ __all__ = [
     "PRESETS",
     "ViewAugment",
     "ViewConfig",
+    "check_size",
     "preset",
     "preset_for_dataset",
+    "with_color_strength",
 ]
 
 _Pair = tuple[float, float]
@@ -241,30 +243,41 @@ class ViewAugment(nn.Module):
         return self._augment(ops._work(images), generator).to(images.dtype)
 
     def views(self, images: Tensor, n_views: int, *,
-              generator: torch.Generator | None = None) -> Tensor:
+              generator: torch.Generator | None = None,
+              size: int | tuple[int, int] | None = None) -> Tensor:
         """``n_views`` independently augmented views of each image, all in one pass.
 
         Args:
             images: Batch of shape ``(B, C, H, W)``, values in [0, 1].
             n_views: Number of views V >= 1.
             generator: Source of randomness (``None``: torch's global generator).
+            size: Output side ``S`` or ``(H_out, W_out)``; the resize happens in the geometric
+                warp (bilinear, no antialiasing), so a crop is read once at its output size.
+                ``None`` keeps the input size. Used by
+                :class:`~contrastkit.views.multicrop.MultiCrop`.
 
         Returns:
-            Tensor of shape ``(B, V, C, H, W)``, same dtype and device as ``images``;
+            Tensor of shape ``(B, V, C, H_out, W_out)``, same dtype and device as ``images``;
             ``out[:, v]`` is the v-th view of every image.
         """
         ops.check_images(images)
         if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 1:
             raise ValueError(f"n_views must be an int >= 1; got {n_views!r}")
+        out_size = check_size(size, "size") if size is not None else None
         b, c, h, w = images.shape
         x = ops._work(images).unsqueeze(1).expand(b, n_views, c, h, w).reshape(b * n_views, c, h, w)
-        out = self._augment(x, generator)
-        return out.view(b, n_views, c, h, w).to(images.dtype)
+        out = self._augment(x, generator, out_size)
+        return out.view(b, n_views, c, *out.shape[-2:]).to(images.dtype)
 
-    def _augment(self, x: Tensor, g: torch.Generator | None) -> Tensor:
+    def _augment(self, x: Tensor, g: torch.Generator | None,
+                 out_size: tuple[int, int] | None = None) -> Tensor:
+        """Augment a batch; ``out_size`` resizes the output in the geometric warp (multi-crop)."""
         cfg = self.config
         n, _, h, w = x.shape
         dev = x.device
+        resize = out_size is not None and tuple(out_size) != (h, w)
+        if not cfg.uses_geometry and resize:
+            x = ops._apply_affine(x, ops._eye(n, dev), cfg.padding_mode, out_size)
         if cfg.uses_geometry:
             theta: Tensor | None = None
             if cfg.crop_scale is not None:
@@ -280,7 +293,8 @@ class ViewAugment(nn.Module):
                                       shear=cfg.shear, generator=g, device=dev)
                 theta = m if theta is None else theta @ m
             assert theta is not None
-            x = ops._apply_affine(x, theta, cfg.padding_mode)
+            x = ops._apply_affine(x, theta, cfg.padding_mode, out_size)
+        h, w = x.shape[-2:]
         x = ops._color_jitter(x, g, brightness=cfg.brightness, contrast=cfg.contrast,
                               saturation=cfg.saturation, hue=cfg.hue, p=cfg.jitter_p,
                               order=cfg.jitter_order)
@@ -337,6 +351,43 @@ _BUILDERS = {
     "cifar": _cifar,
 }
 PRESETS: tuple[str, ...] = tuple(_BUILDERS)
+
+
+def with_color_strength(config: ViewConfig, strength: float) -> ViewConfig:
+    """``config`` with SimCLR's colour-jitter strength ``s``: (0.8 s, 0.8 s, 0.8 s, 0.2 s).
+
+    SimCLR (Chen et al., 2020, appendix A) parameterises colour jitter by one strength ``s``:
+    brightness, contrast and saturation ``0.8 s`` and hue ``0.2 s``. Its ImageNet default is
+    ``s = 1`` (0.8, 0.8, 0.8, 0.2), which ScatSimCLR uses too (METHODS.md 3.9); its CIFAR-10
+    experiments use ``s = 0.5`` (0.4, 0.4, 0.4, 0.1), the strength of the ``"simclr"`` and
+    ``"cifar"`` presets. Saturation and hue stay 0 where ``config`` has them at 0 (non-RGB
+    presets).
+
+    Args:
+        config: The config to modify.
+        strength: ``s`` in [0, 2.5] (the hue shift ``0.2 s`` must stay <= 0.5).
+
+    Returns:
+        A new frozen config.
+    """
+    s = ops._number(strength, "strength")
+    if not 0.0 <= s <= 2.5:
+        raise ValueError(f"strength must lie in [0, 2.5] (hue = 0.2 * strength <= 0.5); got {s!r}")
+    return dataclasses.replace(
+        config, brightness=0.8 * s, contrast=0.8 * s,
+        saturation=0.8 * s if config.saturation > 0 else 0.0,
+        hue=0.2 * s if config.hue > 0 else 0.0,
+    )
+
+
+def check_size(size: object, name: str = "size") -> tuple[int, int]:
+    """Validate an image size given as one positive int or a pair ``(height, width)``."""
+    pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
+    if (not isinstance(pair, tuple | list) or len(pair) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)):
+        raise ValueError(f"{name} must be a positive int or a pair (height, width) of them; "
+                         f"got {size!r}")
+    return int(pair[0]), int(pair[1])
 
 
 def _adapt(cfg: ViewConfig, channels: int) -> ViewConfig:
