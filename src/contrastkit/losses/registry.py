@@ -8,10 +8,14 @@ from typing import Any
 
 from torch import nn
 
+from contrastkit.losses.cacr import CACR
 from contrastkit.losses.clip import CLIPLoss
 from contrastkit.losses.decoupled import DCL, DCLW
+from contrastkit.losses.geometry import AlignUniform
+from contrastkit.losses.global_ import ISogCLR, ISogCLRBimodal, SogCLR, SogCLRBimodal
 from contrastkit.losses.infonce import HardInfoNCE, InfoNCE
 from contrastkit.losses.multiview import DHEL, MVDHEL, AVGInfoNCE, MVInfoNCE, PWEInfoNCE
+from contrastkit.losses.sorting import GroCo
 from contrastkit.losses.supcon import FocalSupCon, SupCon
 
 __all__ = ["LossInfo", "get_loss", "loss_info", "loss_names", "register_loss"]
@@ -23,6 +27,9 @@ class LossInfo:
 
     ``input_kind`` is ``"views"`` (``forward(views (N,V,D), labels=None)``) or ``"pair"``
     (``forward(a (N,D), b (N,D))``). ``needs_labels`` says whether training must pass labels.
+    ``needs_index`` marks stateful losses (SogCLR/iSogCLR) that take the dataset indices of the
+    batch as a last argument (``loss(z, index)`` / ``loss(a, b, index)``) and are built with
+    ``num_samples`` = the training-set size.
     """
 
     name: str
@@ -31,6 +38,7 @@ class LossInfo:
     input_kind: str = "views"
     needs_labels: bool = False
     min_views: int = 2
+    needs_index: bool = False
 
 
 _REGISTRY: dict[str, LossInfo] = {}
@@ -83,3 +91,42 @@ register_loss(LossInfo("mvinfonce", MVInfoNCE, "multi-view InfoNCE, one term per
 register_loss(LossInfo("mvdhel", MVDHEL, "multi-view DHEL: per-view uniformity, any V"))
 register_loss(LossInfo("pwe", PWEInfoNCE, "NT-Xent averaged over all pairs of views"))
 register_loss(LossInfo("avg", AVGInfoNCE, "NT-Xent of each view vs the mean of the others"))
+register_loss(
+    LossInfo(
+        "sogclr",
+        SogCLR,
+        "global contrastive loss, per-sample moving averages (needs index, num_samples)",
+        needs_index=True,
+    )
+)
+register_loss(
+    LossInfo(
+        "isogclr",
+        ISogCLR,
+        "SogCLR with individual learned temperatures (needs index, num_samples)",
+        needs_index=True,
+    )
+)
+register_loss(
+    LossInfo(
+        "sogclr_bimodal",
+        SogCLRBimodal,
+        "image-text SogCLR (needs index, num_samples)",
+        input_kind="pair",
+        needs_index=True,
+    )
+)
+register_loss(
+    LossInfo(
+        "isogclr_bimodal",
+        ISogCLRBimodal,
+        "image-text iSogCLR, per-sample temperatures (needs index, num_samples)",
+        input_kind="pair",
+        needs_index=True,
+    )
+)
+register_loss(LossInfo("cacr", CACR, "contrastive attraction + contrastive repulsion, K views"))
+register_loss(LossInfo("groco", GroCo, "group ordering constraints by differentiable sorting"))
+register_loss(
+    LossInfo("align_uniform", AlignUniform, "alignment + uniformity (Wang & Isola)"), "alignuniform"
+)
