@@ -605,3 +605,20 @@ def test_input_and_constructor_errors() -> None:
         ISogCLRBimodal(num_samples=3, reduction="avg")
     with pytest.raises(ValueError, match="beta"):
         ISogCLR(num_samples=3, beta=2.0)
+
+
+def test_registry_entries_of_the_zoo() -> None:
+    from contrastkit.losses import CACR, AlignUniform, GroCo, get_loss, loss_info
+
+    for name, cls in (("sogclr", SogCLR), ("isogclr", ISogCLR)):
+        info = loss_info(name)
+        assert info.needs_index and info.input_kind == "views" and not info.needs_labels
+        assert type(get_loss(name, num_samples=5)) is cls
+    for name, cls in (("sogclr_bimodal", SogCLRBimodal), ("isogclr_bimodal", ISogCLRBimodal)):
+        info = loss_info(name)
+        assert info.needs_index and info.input_kind == "pair"
+        assert type(get_loss(name, num_samples=5)) is cls
+    for name, cls in (("cacr", CACR), ("groco", GroCo), ("align_uniform", AlignUniform)):
+        assert not loss_info(name).needs_index
+        assert type(get_loss(name)) is cls
+    assert not loss_info("dcl").needs_index  # the default of the new field
