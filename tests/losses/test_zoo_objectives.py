@@ -417,3 +417,35 @@ def test_listwise_errors() -> None:
         ListwiseKL()(scores, rel, torch.tensor([[True, True, True], [False, False, False]]))
     with pytest.raises(TypeError, match="graded levels"):
         ListwiseKL()(scores, rel > 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# registry entries of the loss zoo (mixing, supremix, graph, clip family, objectives)
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "kind", "kwargs"),
+    [
+        ("moco", "MoCoLoss", "queue", {}),
+        ("queue_infonce", "MoCoLoss", "queue", {}),
+        ("supremix", "SupReMix", "regression", {}),
+        ("scgc", "NeighbourhoodContrast", "graph", {}),
+        ("cliprocket", "CLIPRocketLoss", "pair", {}),
+        ("milnce", "MILNCE", "bag", {}),
+        ("patch_nce", "PatchSelectionInfoNCE", "patches", {}),
+        ("bilinear_nce", "BilinearInfoNCE", "pair", {"dim": 4}),
+        ("binary_nce", "BinaryNCE", "scores", {}),
+        ("listwise_kl", "ListwiseKL", "list", {}),
+        ("listwise_w1", "ListwiseWasserstein1D", "list", {}),
+    ],
+)
+def test_zoo_registry_entries(name: str, cls: str, kind: str, kwargs: dict[str, int]) -> None:
+    import contrastkit.losses as losses
+
+    info = losses.loss_info(name)
+    assert info.input_kind == kind
+    assert type(losses.get_loss(name, **kwargs)) is getattr(losses, cls)
+    assert name in losses.loss_names() or name == "queue_infonce"
+    if name == "supremix":
+        assert info.needs_labels and info.min_views == 1

@@ -9,14 +9,24 @@ from typing import Any
 from torch import nn
 
 from contrastkit.losses.cacr import CACR
-from contrastkit.losses.clip import CLIPLoss
+from contrastkit.losses.clip import MILNCE, CLIPLoss, CLIPRocketLoss
 from contrastkit.losses.decoupled import DCL, DCLW
 from contrastkit.losses.geometry import AlignUniform
 from contrastkit.losses.global_ import ISogCLR, ISogCLRBimodal, SogCLR, SogCLRBimodal
+from contrastkit.losses.graph import NeighbourhoodContrast
 from contrastkit.losses.infonce import HardInfoNCE, InfoNCE
+from contrastkit.losses.mixing import MoCoLoss
 from contrastkit.losses.multiview import DHEL, MVDHEL, AVGInfoNCE, MVInfoNCE, PWEInfoNCE
+from contrastkit.losses.objectives import (
+    BilinearInfoNCE,
+    BinaryNCE,
+    ListwiseKL,
+    ListwiseWasserstein1D,
+    PatchSelectionInfoNCE,
+)
 from contrastkit.losses.sorting import GroCo
 from contrastkit.losses.supcon import FocalSupCon, SupCon
+from contrastkit.losses.supremix import SupReMix
 
 __all__ = ["LossInfo", "get_loss", "loss_info", "loss_names", "register_loss"]
 
@@ -30,6 +40,13 @@ class LossInfo:
     ``needs_index`` marks stateful losses (SogCLR/iSogCLR) that take the dataset indices of the
     batch as a last argument (``loss(z, index)`` / ``loss(a, b, index)``) and are built with
     ``num_samples`` = the training-set size.
+
+    Other kinds: ``"queue"`` (``forward(query, key, negatives (K,D), extra_negatives=None)``),
+    ``"regression"`` (``forward(views, labels)`` with real-valued labels), ``"graph"``
+    (``forward(z (n,d), target (n,n))``), ``"bag"`` (``forward(video (B,D), text (B,P,D), mask)``),
+    ``"patches"`` (``forward(query (B,M,d), candidates (B,M,d), mask)``), ``"scores"``
+    (``forward(positive (B,), negatives (B,K))``) and ``"list"``
+    (``forward(scores (B,L), relevance (B,L), mask)``).
     """
 
     name: str
@@ -72,13 +89,19 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
 
 
 register_loss(
-    LossInfo("ntxent", InfoNCE, "InfoNCE / NT-Xent (SimCLR), any number of views"), "infonce", "simclr"
+    LossInfo("ntxent", InfoNCE, "InfoNCE / NT-Xent (SimCLR), any number of views"),
+    "infonce",
+    "simclr",
 )
-register_loss(LossInfo("supcon", SupCon, "supervised contrastive (L_out or L_in)", needs_labels=True))
+register_loss(
+    LossInfo("supcon", SupCon, "supervised contrastive (L_out or L_in)", needs_labels=True)
+)
 register_loss(LossInfo("dcl", DCL, "decoupled contrastive: no positive in the denominator"))
 register_loss(LossInfo("dclw", DCLW, "DCL with von Mises-Fisher weighted positives"))
 register_loss(
-    LossInfo("clip", CLIPLoss, "symmetric image-text InfoNCE, learnable clamped scale", input_kind="pair")
+    LossInfo(
+        "clip", CLIPLoss, "symmetric image-text InfoNCE, learnable clamped scale", input_kind="pair"
+    )
 )
 register_loss(
     LossInfo("hard_infonce", HardInfoNCE, "InfoNCE with only the K hardest negatives (Wang & Liu)")
@@ -129,4 +152,75 @@ register_loss(LossInfo("cacr", CACR, "contrastive attraction + contrastive repul
 register_loss(LossInfo("groco", GroCo, "group ordering constraints by differentiable sorting"))
 register_loss(
     LossInfo("align_uniform", AlignUniform, "alignment + uniformity (Wang & Isola)"), "alignuniform"
+)
+register_loss(
+    LossInfo(
+        "moco",
+        MoCoLoss,
+        "InfoNCE against a key queue (MoCo); MoCHi via extra negatives",
+        input_kind="queue",
+    ),
+    "queue_infonce",
+)
+register_loss(
+    LossInfo(
+        "supremix",
+        SupReMix,
+        "supervised contrastive regression with mixed pairs (SupReMix, approximate assembly)",
+        input_kind="regression",
+        needs_labels=True,
+        min_views=1,
+    )
+)
+register_loss(
+    LossInfo(
+        "scgc",
+        NeighbourhoodContrast,
+        "SCGC neighbourhood / IAC contrast over a graph target (inverse temperature)",
+        input_kind="graph",
+    ),
+    "ncontrast",
+)
+register_loss(
+    LossInfo(
+        "cliprocket",
+        CLIPRocketLoss,
+        "CLIP + augmented-view terms with label smoothing (CLIP-rocket)",
+        input_kind="pair",
+    )
+)
+register_loss(
+    LossInfo("milnce", MILNCE, "MIL-NCE: bags of candidate positive texts", input_kind="bag")
+)
+register_loss(
+    LossInfo(
+        "patch_nce",
+        PatchSelectionInfoNCE,
+        "Selfie/CPC patch selection among masked patches",
+        input_kind="patches",
+    )
+)
+register_loss(
+    LossInfo(
+        "bilinear_nce",
+        BilinearInfoNCE,
+        "InfoNCE with a learned bilinear critic (TACO/CURL; needs dim)",
+        input_kind="pair",
+    )
+)
+register_loss(
+    LossInfo(
+        "binary_nce", BinaryNCE, "binary NCE / density-ratio logistic loss", input_kind="scores"
+    )
+)
+register_loss(
+    LossInfo("listwise_kl", ListwiseKL, "KL to graded-relevance list targets", input_kind="list")
+)
+register_loss(
+    LossInfo(
+        "listwise_w1",
+        ListwiseWasserstein1D,
+        "1-D Wasserstein to graded-relevance list targets",
+        input_kind="list",
+    )
 )
