@@ -449,3 +449,41 @@ def test_zoo_registry_entries(name: str, cls: str, kind: str, kwargs: dict[str, 
     assert name in losses.loss_names() or name == "queue_infonce"
     if name == "supremix":
         assert info.needs_labels and info.min_views == 1
+
+
+def _zoo_calls() -> dict[str, object]:
+    import contrastkit.losses as L
+
+    g = torch.Generator().manual_seed(0)
+
+    def r(*s: int) -> Tensor:
+        return torch.randn(*s, generator=g)
+
+    q, k, neg, extra = r(4, 8), r(4, 8), r(10, 8), r(4, 3, 8)
+    labels = torch.tensor([1.0, 2.0, 2.0, 3.0, 4.0, 5.0])
+    adj = L.normalized_adjacency(L.knn_graph(r(6, 4), 2))
+    rel = torch.rand(2, 4, generator=g)
+    views, nodes = r(6, 2, 8), r(6, 4)
+    return {
+        "moco": lambda c: L.MoCoLoss()(c(q), c(k), c(neg), c(extra)),
+        "supremix": lambda c: L.SupReMix(n_mix_neg=2, n_mix_pos=2)(
+            c(views), labels, torch.Generator().manual_seed(0)
+        ),
+        "scgc": lambda c: L.NeighbourhoodContrast()(c(nodes), adj),
+        "cliprocket": lambda c: L.CLIPRocketLoss()(c(q), c(k), c(extra)),
+        "milnce": lambda c: L.MILNCE()(c(q), c(extra)),
+        "patch_nce": lambda c: L.PatchSelectionInfoNCE()(c(extra), c(extra.flip(1))),
+        "binary_nce": lambda c: L.BinaryNCE()(c(q[:, 0]), c(k)),
+        "listwise_kl": lambda c: L.ListwiseKL()(c(q[:2, :4]), rel),
+        "listwise_w1": lambda c: L.ListwiseWasserstein1D()(c(q[:2, :4]), rel),
+    }
+
+
+@pytest.mark.parametrize("name", list(_zoo_calls()))
+def test_zoo_bfloat16_inputs_use_float32_math(name: str) -> None:
+    """bf16 inputs give a float32 loss equal to the float32 loss of the same (rounded) inputs."""
+    call = _zoo_calls()[name]
+    low = call(lambda x: x.to(torch.bfloat16))  # type: ignore[operator]
+    ref = call(lambda x: x.to(torch.bfloat16).float())  # type: ignore[operator]
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, ref, rtol=1e-5, atol=1e-5)
