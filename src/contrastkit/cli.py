@@ -189,6 +189,66 @@ def _run_losses(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_embed_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write RUN_DIR/report/: plots and a self-contained report.html",
+        description="Plots (loss, kNN over epochs, alignment/uniformity, spectrum, t-SNE map, "
+        "views, metrics) and report.html with every image embedded. Needs matplotlib: "
+        "pip install 'contrastkit[plot]'.",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument("--max-points", type=int, default=2000, help="test points in the t-SNE map")
+    p.add_argument("--device", default=None, help="where to run the model (default: cpu)")
+    p = sub.add_parser(
+        "embed",
+        help="export a run's embeddings (.npz, .npy or .safetensors, by the extension of --out)",
+    )
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, help="output file: .npz, .npy or .safetensors")
+    p.add_argument("--data", default=None, help="dataset to embed (default: the run's own)")
+    p.add_argument("--split", default="test", choices=["train", "test", "all"])
+    p.add_argument("--layer", default="h", choices=["h", "z"], help="h: encoder, z: head output")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--device", default=None, help="where to run the model (default: cpu)")
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from contrastkit.eval.report import write_report
+
+    try:
+        path = write_report(
+            args.run_dir, data_root=args.data_root, max_points=args.max_points, device=args.device
+        )
+    except ImportError as exc:
+        print(f"contrastkit report: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report written: {path.resolve()}")
+    return 0
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    from contrastkit.eval.embed import embed_run, load_embeddings
+
+    files = embed_run(
+        args.run_dir,
+        args.out,
+        data=args.data,
+        split=args.split,
+        layer=args.layer,
+        data_root=args.data_root,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    feats = load_embeddings(files[0])["features"]
+    print(f"embedded {feats.shape[0]} images into {feats.shape[1]} dimensions:")
+    for path in files:
+        print(f"  {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``contrastkit`` command."""
     parser = argparse.ArgumentParser(prog="contrastkit", description=__doc__)
@@ -201,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("losses", help="list the available losses")
     p_recipes = sub.add_parser("recipes", help="list the training recipes, or print one")
     p_recipes.add_argument("name", nargs="?", default=None, help="print this recipe's YAML")
+    _report_embed_parsers(sub)
     return parser
 
 
@@ -210,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"fit": _run_fit, "eval": _run_eval, "losses": _run_losses, "recipes": _run_recipes}
+    handlers.update({"report": _run_report, "embed": _run_embed})
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

@@ -11,10 +11,19 @@ grad, and is sized for CPU use on tens of thousands of samples.
 - :func:`cluster_metrics`, :func:`clustering_accuracy`: k-means NMI / ARI / Hungarian accuracy.
 - :func:`alignment`, :func:`uniformity`, :func:`tolerance`, :func:`singular_values`,
   :func:`effective_rank`, :func:`hardness_profile`: geometry of the representation (METHODS.md 2.8).
+- :func:`epoch_metrics`, :func:`subset`: monitoring during training (kNN and geometry every K
+  epochs).
+- :func:`collect_features`, :func:`layerwise_probe`, :func:`attribute_probe`, :func:`probe_layers`:
+  probes of pre-/post-projection and head layers, and per-attribute (feature suppression) probes.
+- :func:`finetune` -> :class:`FinetuneResult`: fine-tuning of the whole encoder with a linear head.
+- :func:`write_report`: plots and a self-contained HTML report of a run (needs the ``plot`` extra).
+- :func:`embed_run`, :func:`save_embeddings`, :func:`load_embeddings`: export embeddings.
 """
 
 from contrastkit.eval.clustering import cluster_metrics, clustering_accuracy
+from contrastkit.eval.embed import embed_run, load_embeddings, save_embeddings
 from contrastkit.eval.features import extract_features
+from contrastkit.eval.finetune import FinetuneResult, finetune
 from contrastkit.eval.geometry import (
     alignment,
     effective_rank,
@@ -25,19 +34,40 @@ from contrastkit.eval.geometry import (
 )
 from contrastkit.eval.knn import knn_accuracy, knn_predict
 from contrastkit.eval.linear import ProbeResult, linear_probe
+from contrastkit.eval.monitor import epoch_metrics, subset
+from contrastkit.eval.probes import (
+    attribute_probe,
+    collect_features,
+    layerwise_probe,
+    probe_layers,
+)
+from contrastkit.eval.report import MissingExtraError, write_report
 
 __all__ = [
+    "FinetuneResult",
+    "MissingExtraError",
     "ProbeResult",
     "alignment",
+    "attribute_probe",
     "cluster_metrics",
     "clustering_accuracy",
+    "collect_features",
     "effective_rank",
+    "embed_run",
+    "epoch_metrics",
     "extract_features",
+    "finetune",
     "hardness_profile",
     "knn_accuracy",
     "knn_predict",
+    "layerwise_probe",
     "linear_probe",
+    "load_embeddings",
+    "probe_layers",
+    "save_embeddings",
     "singular_values",
+    "subset",
     "tolerance",
     "uniformity",
+    "write_report",
 ]

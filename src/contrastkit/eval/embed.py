@@ -1,0 +1,197 @@
+"""Export the embeddings of a trained run for use elsewhere (``contrastkit embed``).
+
+The file format follows the extension of the output path:
+
+- ``.npz``: one numpy archive with the arrays ``features`` ``(N, F)`` float32 and ``labels``
+  ``(N,)`` int64 (and ``split`` ``(N,)`` uint8, 0 = train, 1 = test, for ``split="all"``);
+- ``.npy``: the features alone in ``FILE``; the labels go to ``STEM.labels.npy`` (and the split to
+  ``STEM.split.npy``) next to it;
+- ``.safetensors``: the same tensors as the ``.npz``, with string metadata (run, data, split,
+  layer).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from contrastkit._validation import check_choice
+from contrastkit.eval.features import _as_features, _as_labels, _check_int, extract_features
+
+__all__ = [
+    "EMBED_FORMATS",
+    "EMBED_LAYERS",
+    "EMBED_SPLITS",
+    "embed_run",
+    "load_embeddings",
+    "save_embeddings",
+]
+
+EMBED_FORMATS = (".npz", ".npy", ".safetensors")
+EMBED_SPLITS = ("train", "test", "all")
+#: ``"h"``: the encoder's features (what evaluation uses); ``"z"``: the projection head's output.
+EMBED_LAYERS = ("h", "z")
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in EMBED_FORMATS:
+        raise ValueError(
+            f"cannot tell the format from the extension of {str(path)!r}; expected one of "
+            f"{', '.join(EMBED_FORMATS)}"
+        )
+    return suffix
+
+
+def _sidecar(path: Path, what: str) -> Path:
+    return path.with_name(f"{path.stem}.{what}.npy")
+
+
+def save_embeddings(
+    path: str | os.PathLike[str],
+    features: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray | None = None,
+    *,
+    split: Tensor | np.ndarray | None = None,
+    metadata: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """Write features (and labels) in the format named by ``path``'s extension.
+
+    Args:
+        path: Output file ending in ``.npz``, ``.npy`` or ``.safetensors``; parent folders are
+            created.
+        features: ``(N, F)`` features, stored as float32.
+        labels: Optional ``(N,)`` integer labels, stored as int64.
+        split: Optional ``(N,)`` integer split marks (0 train, 1 test), stored as uint8.
+        metadata: String key/values kept in a ``.safetensors`` header (ignored by numpy formats).
+
+    Returns:
+        The files written (the main file first).
+
+    Raises:
+        ValueError: On an unknown extension or mismatched lengths.
+    """
+    out = Path(path)
+    fmt = _format(out)
+    feats = _as_features(features, "features").cpu().contiguous()
+    arrays: dict[str, Tensor] = {"features": feats}
+    if labels is not None:
+        arrays["labels"] = _as_labels(labels, feats.shape[0], "labels").cpu().contiguous()
+    if split is not None:
+        arrays["split"] = _as_labels(split, feats.shape[0], "split").to(torch.uint8).contiguous()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = [out]
+    if fmt == ".npz":
+        with out.open("wb") as fh:
+            np.savez(fh, **{k: v.numpy() for k, v in arrays.items()})  # type: ignore[arg-type]
+    elif fmt == ".npy":
+        with out.open("wb") as fh:
+            np.save(fh, feats.numpy())
+        for key in ("labels", "split"):
+            if key in arrays:
+                side = _sidecar(out, key)
+                with side.open("wb") as fh:
+                    np.save(fh, arrays[key].numpy())
+                written.append(side)
+    else:
+        from safetensors.torch import save_file
+
+        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+        save_file(arrays, str(out), metadata=meta)
+    return written
+
+
+def load_embeddings(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read what :func:`save_embeddings` wrote: ``{"features", ["labels"], ["split"]}`` arrays."""
+    src = Path(path)
+    fmt = _format(src)
+    if not src.is_file():
+        raise FileNotFoundError(f"no embedding file at {src}")
+    if fmt == ".npz":
+        with np.load(src) as data:
+            return {k: data[k] for k in data.files}
+    if fmt == ".npy":
+        out = {"features": np.load(src)}
+        for key in ("labels", "split"):
+            side = _sidecar(src, key)
+            if side.is_file():
+                out[key] = np.load(side)
+        return out
+    from safetensors.numpy import load_file
+
+    return dict(load_file(str(src)))
+
+
+def embed_run(
+    run_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    data: str | None = None,
+    split: str = "test",
+    layer: str = "h",
+    data_root: str | None = None,
+    batch_size: int = 512,
+    device: torch.device | str | None = None,
+) -> list[Path]:
+    """Embed a dataset with a trained run's model and write the features and labels to ``out``.
+
+    Args:
+        run_dir: A run directory of ``contrastkit fit`` (``config.json`` and
+            ``model.safetensors``).
+        out: Output file; its extension picks the format (see :func:`save_embeddings`).
+        data: Dataset name or ``.npz`` path (``None``: the run's own dataset). The images must
+            have the channels the encoder expects.
+        split: ``"train"``, ``"test"`` or ``"all"`` (train rows, then test rows, with a ``split``
+            array marking them).
+        layer: ``"h"`` (encoder features) or ``"z"`` (projection-head output).
+        data_root: Folder of the dataset files (``None``: the run's ``data_root``).
+        batch_size: Rows per forward pass.
+        device: Where to run the model (``None``: the CPU).
+
+    Returns:
+        The files written.
+    """
+    from contrastkit.data import load_dataset
+    from contrastkit.eval.probes import collect_features
+    from contrastkit.train import load_run
+
+    split = check_choice(split, "split", EMBED_SPLITS)
+    layer = check_choice(layer, "layer", EMBED_LAYERS)
+    batch_size = _check_int(batch_size, "batch_size")
+    target = Path(out)
+    _format(target)  # fail before the work
+    config, model = load_run(Path(run_dir))
+    if device is not None:
+        model = model.to(device)
+    name = data if data is not None else config.data
+    root = data_root if data_root is not None else (config.data_root if data is None else None)
+    parts = load_dataset(name, root=root, seed=config.seed)
+    chosen = [parts.train, parts.test] if split == "all" else [getattr(parts, split)]
+    feats, labels, marks = [], [], []
+    for mark, part in enumerate(chosen):
+        if layer == "h":
+            f = extract_features(model.encoder, part.images, batch_size=batch_size)
+        else:
+            f = collect_features(model, part.images, ["z"], batch_size=batch_size)["z"]
+        feats.append(f)
+        labels.append(part.labels)
+        marks.append(torch.full((len(part),), mark if split == "all" else 0, dtype=torch.int64))
+    metadata = {
+        "run_dir": str(Path(run_dir)),
+        "data": str(name),
+        "split": split,
+        "layer": layer,
+        "loss": str(config.loss),
+    }
+    return save_embeddings(
+        target,
+        torch.cat(feats),
+        torch.cat(labels),
+        split=torch.cat(marks) if split == "all" else None,
+        metadata=metadata,
+    )
