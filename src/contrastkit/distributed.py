@@ -24,8 +24,8 @@ all), and ``L = (1/N_T) sum_a T_a`` the single-process mean loss over the concat
 ``r`` minimises ``L_r = (1/m) sum_{a in A_r} T_a``, so ``L = (1/P) sum_r L_r``. Backward on rank
 ``r`` gives ``dL_r/dZ``; the all-reduce in the gather's backward turns it into
 ``G = sum_r dL_r/dZ = P dL/dZ`` (the same on every rank), of which rank ``q`` keeps the rows of its
-own instances, ``P dL/dz_j`` for ``j`` in rank ``q``'s shard. Back-propagating through its encoder replica, rank ``q``
-obtains ``g_q = P sum_{j in q} (dL/dz_j)(dz_j/dtheta)``. DDP averages:
+own instances, ``P dL/dz_j`` for ``j`` in rank ``q``'s shard. Back-propagating through its
+encoder replica, rank ``q`` obtains ``g_q = P sum_{j in q} (dL/dz_j)(dz_j/dtheta)``. DDP averages:
 ``(1/P) sum_q g_q = sum_j (dL/dz_j)(dz_j/dtheta) = dL/dtheta``, exactly the gradient of the
 single-process mean loss over the concatenated batch, for every loss, whatever its negatives are.
 (Parameters of the loss module itself, outside DDP, receive ``dL_r/dphi`` on rank ``r``; averaging

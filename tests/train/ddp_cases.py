@@ -19,7 +19,9 @@ CASES: dict[str, tuple[dict[str, object], int]] = {
     "dcl": ({"temperature": 0.3}, 3),
     "mvdhel": ({"temperature": 0.4}, 3),
     "mvinfonce": ({"temperature": 0.4}, 3),
-    "isogclr": ({"temperature": 0.3, "num_samples": DATASET}, 2),
+    "isogclr": ({"temperature": 0.3, "num_samples": DATASET, "eta": 0.05}, 2),
+    "cacr": ({"tau_minus": 0.9}, 3),
+    "groco": ({"topk_negatives": 4, "stop_grad": False}, 2),
 }
 REQUIRED = ("ntxent", "supcon", "dcl")
 

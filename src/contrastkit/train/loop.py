@@ -130,17 +130,19 @@ def build_model(config: FitConfig, in_channels: int) -> ContrastiveModel:
 def build_loss(config: FitConfig, dataset_size: int) -> nn.Module:
     """The config's loss with ``reduction="none"`` (the trainer averages the per-anchor terms).
 
-    ``temperature`` is passed unless None; a loss whose constructor takes the dataset size
-    (per-sample state, e.g. iSogCLR) gets ``dataset_size`` unless ``loss_kwargs`` sets it.
+    ``temperature`` is passed unless None, to losses that take one (CACR and GroCo have none); a
+    loss whose constructor takes the dataset size (per-sample state, e.g. iSogCLR) gets
+    ``dataset_size`` unless ``loss_kwargs`` sets it.
     """
     info = loss_info(config.loss)
     kwargs = dict(config.loss_kwargs)
-    if config.temperature is not None:
-        kwargs.setdefault("temperature", config.temperature)
     try:
         params = inspect.signature(info.factory).parameters
     except (TypeError, ValueError):  # pragma: no cover
         params = {}  # type: ignore[assignment]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    if config.temperature is not None and ("temperature" in params or takes_any):
+        kwargs.setdefault("temperature", config.temperature)
     for name in _DATASET_SIZE_ARGS:
         if name in params and name not in kwargs:
             kwargs[name] = dataset_size
@@ -213,19 +215,35 @@ def _monitor(
     model: ContrastiveModel,
     train: ArrayDataset,
     test: ArrayDataset,
-    seed: int,
+    config: FitConfig,
+    augment: ViewAugment,
     device: torch.device,
 ) -> dict[str, float]:
-    """Call ``contrastkit.eval.monitor.epoch_metrics(encoder, train_subset, heldout_subset)``."""
+    """Call ``contrastkit.eval.monitor.epoch_metrics(encoder, train_subset, heldout_subset)``.
+
+    ``augment`` (the training views, for the alignment) and ``k`` are passed too when the function
+    takes them. The global generators are restored afterwards, so monitoring never changes training.
+    """
     module = _monitor_module()
     if module is None:
         return {}
+    metrics_fn = module.epoch_metrics
+    try:
+        params = inspect.signature(metrics_fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        params = {}  # type: ignore[assignment]
+    extra: dict[str, Any] = {}
+    if "augment" in params:
+        extra["augment"] = augment
+    if "k" in params:
+        extra["k"] = config.knn_k
     was_training = model.training
     with _fork_rng(device):
-        result = module.epoch_metrics(
+        result = metrics_fn(
             model.encoder,
-            _subset(train, MONITOR_SAMPLES, seed),
-            _subset(test, MONITOR_SAMPLES, seed),
+            _subset(train, MONITOR_SAMPLES, config.seed),
+            _subset(test, MONITOR_SAMPLES, config.seed),
+            **extra,
         )
     model.train(was_training)
     return {str(k): float(v) for k, v in dict(result).items()}
@@ -433,6 +451,9 @@ def _fit(
                     "loss": global_loss,
                     "lr": float(optimizer.param_groups[0]["lr"]),
                 }
+                objective = getattr(loss_fn, "last_objective", None)
+                if isinstance(objective, torch.Tensor):  # e.g. iSogCLR: the true objective
+                    record["objective"] = float(objective)
                 if config.grad_clip is not None:
                     norm = torch.nn.utils.clip_grad_norm_(all_params, config.grad_clip)
                     record["grad_norm"] = float(norm)
@@ -465,7 +486,7 @@ def _fit(
                 "samples_per_s": progress.samples / max(epoch_time, 1e-9),
             }
             if ctx.is_main and config.monitor_every and (epoch + 1) % config.monitor_every == 0:
-                for key, value in _monitor(model, train, test, config.seed, device).items():
+                for key, value in _monitor(model, train, test, config, augment, device).items():
                     epoch_record[key if key not in epoch_record else f"monitor_{key}"] = value
             logger.epoch(epoch_record)
             progress = Progress(epoch=epoch + 1, global_step=progress.global_step)

@@ -1,0 +1,172 @@
+"""Recipes: every shipped recipe loads and trains; bad recipes and overrides are clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from contrastkit.cli import main as cli_main
+from contrastkit.losses import loss_info, loss_names
+from contrastkit.train import FitConfig, fit, load_recipe, recipe_config, recipe_names
+from contrastkit.train.config import config_keys
+from contrastkit.train.recipes import apply_overrides, parse_overrides, recipe_text
+
+#: methods of METHODS.md that apply to images -> the loss their recipe must use, once registered
+EXPECTED = {
+    "simclr": "ntxent",
+    "supcon": "supcon",
+    "dcl": "dcl",
+    "dclw": "dclw",
+    "mvinfonce": "mvinfonce",
+    "mvdhel": "mvdhel",
+    "isogclr": "isogclr",
+    "cacr": "cacr",
+    "groco": "groco",
+}
+
+TINY = {
+    "epochs": 1,
+    "batch_size": 64,
+    "encoder_widths": [8],
+    "encoder_strides": [2],
+    "head_hidden_dim": 16,
+    "head_out_dim": 8,
+    "evaluate": False,
+    "tensorboard": False,
+    "threads": 1,
+    "progress": False,
+    "device": "cpu",
+    "precision": "fp32",
+}
+
+
+def test_a_recipe_for_every_registered_image_method() -> None:
+    names = recipe_names()
+    for recipe, loss in EXPECTED.items():
+        if loss in loss_names():
+            assert recipe in names, f"loss {loss!r} is registered but recipe {recipe!r} is missing"
+    assert {"simclr", "supcon", "dcl", "dclw"} <= set(names)
+
+
+@pytest.mark.parametrize("name", recipe_names())
+def test_shipped_recipe_is_valid_documented_and_trains(name: str, tmp_path: Path) -> None:
+    recipe = load_recipe(name)
+    assert recipe.description
+    text = recipe_text(name)
+    assert "Source defaults" in text and "Paper:" in text
+    config = recipe.config()
+    info = loss_info(config.loss)
+    assert info.input_kind == "views"
+    # one short epoch through the real loop
+    result = fit(recipe.config({**TINY, "out": str(tmp_path / name)}))
+    assert result.metrics["steps"] >= 1
+    assert json.loads((tmp_path / name / "config.json").read_text())["loss"] == config.loss
+    first_step = json.loads((tmp_path / name / "steps.jsonl").read_text().splitlines()[0])
+    assert ("objective" in first_step) == (config.loss == "isogclr")  # iSogCLR's true objective
+
+
+def test_overrides_and_loss_kwargs_merge() -> None:
+    config = recipe_config(
+        "dclw", parse_overrides(["lr=1e-3", "loss_kwargs.sigma=0.25", "views=3"])
+    )
+    assert config.lr == 1e-3 and config.views == 3
+    assert config.loss_kwargs == {"sigma": 0.25, "detach_weights": True}
+    assert parse_overrides(["data_root="]) == {"data_root": None}
+    assert parse_overrides(["encoder_widths=[4, 8]"]) == {"encoder_widths": [4, 8]}
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "pattern"),
+    [
+        ("loss: ntxent\nlearning_rate: 0.1\n", r"unknown key 'learning_rate'; allowed keys: .*lr"),
+        ("loss: ntxent\nepochs: ten\n", r"key 'epochs' must be int, got 'ten'"),
+        ("loss: ntxent\nlr: [1, 2]\n", r"key 'lr' must be float"),
+        ("loss: ntxent\nencoder_widths: 8\n", r"key 'encoder_widths' must be a list of int"),
+        ("loss: ntxent\nprogress: maybe\n", r"key 'progress' must be bool"),
+        ("loss: nope\n", r"unknown loss 'nope'; known losses: .*ntxent"),
+        (
+            "loss: ntxent\nloss_kwargs: {sigmaa: 1}\n",
+            r"unknown loss_kwargs key\(s\) \['sigmaa'\].*allowed",
+        ),
+        ("loss: ntxent\nloss_kwargs: {reduction: sum}\n", r"may not set \['reduction'\]"),
+        ("- loss\n- ntxent\n", r"must be a mapping"),
+        ("loss: [unclosed\n", r"not valid YAML"),
+        ("description: 3\n", r"'description' must be a str"),
+        ("lr: -1.0\n", r"lr must be a finite number > 0"),
+    ],
+)
+def test_bad_recipe_file_names_the_key_and_what_is_allowed(
+    tmp_path: Path, text: str, pattern: str
+) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        load_recipe(write(tmp_path, text))
+
+
+def test_bad_recipe_name_and_bad_set(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"unknown recipe 'simclrr'; known recipes: .*simclr.*Did you mean 'simclr'",
+    ):
+        load_recipe("simclrr")
+    with pytest.raises(ValueError, match="does not exist"):
+        load_recipe("no/such/recipe.yaml")
+    with pytest.raises(
+        ValueError, match=r"unknown key 'lrr'; allowed keys: " + ", ".join(config_keys())
+    ):
+        apply_overrides({}, parse_overrides(["lrr=0.1"]))
+    with pytest.raises(ValueError, match="expects key=value"):
+        parse_overrides(["lr"])
+    with pytest.raises(ValueError, match=r"key 'batch_size' must be int, got 'big'"):
+        recipe_config("simclr", parse_overrides(["batch_size=big"]))
+    for argv, expect in [
+        (["fit", "simclrr"], "known recipes: "),
+        (["fit", "simclr", "--set", "lrr=1"], "allowed keys: "),
+        (["fit", "simclr", "--set", "temperature=hot"], "key 'temperature' must be float or null"),
+        (["recipes", "nope"], "known recipes: "),
+    ]:
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and expect in err, err
+
+
+def test_cli_lists_and_prints_recipes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["recipes"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == recipe_names()
+    assert cli_main(["recipes", "simclr"]) == 0
+    assert "Source defaults" in capsys.readouterr().out
+
+
+def test_precedence_defaults_recipe_flags_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[FitConfig] = []
+
+    class StopError(Exception):
+        pass
+
+    def fake_fit(config: FitConfig) -> None:
+        seen.append(config)
+        raise StopError
+
+    monkeypatch.setattr("contrastkit.train.fit", fake_fit)
+    with pytest.raises(StopError):
+        cli_main(["fit", "dcl", "--lr", "0.01", "--set", "lr=0.02", "--epochs", "3"])
+    config = seen[-1]
+    assert (config.loss, config.temperature, config.lr, config.epochs) == ("dcl", 0.1, 0.02, 3)
+    assert config.out == "runs/dcl-digits" and config.batch_size == 256
+    with pytest.raises(StopError):
+        cli_main(
+            ["fit", "--loss", "ntxent", "--data", "digits", "--epochs", "15", "--out", "runs/demo"]
+        )
+    config = seen[-1]
+    assert (config.loss, config.epochs, config.out) == ("ntxent", 15, "runs/demo")
+    assert config.temperature == FitConfig().temperature  # flags alone keep the defaults
