@@ -41,7 +41,9 @@ def ensure_data(root: str | None) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--loss", default="ntxent")
@@ -88,7 +90,9 @@ def main() -> None:
     test_px = split.test.images.flatten(1)
     raw = {
         "knn_acc": knn_accuracy(train_px, split.train.labels, test_px, split.test.labels, k=20),
-        "linear_acc": linear_probe(train_px, split.train.labels, test_px, split.test.labels).accuracy,
+        "linear_acc": linear_probe(
+            train_px, split.train.labels, test_px, split.test.labels
+        ).accuracy,
     }
     report = {
         "config": config.to_dict(),
@@ -101,11 +105,15 @@ def main() -> None:
     }
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "benchmark.json").write_text(json.dumps(report, indent=2))
-    print(f"pretraining: {result.metrics['train_seconds'] / 60:.1f} min, {args.epochs} epochs, "
-          f"precision {result.metrics['precision']}")
+    print(
+        f"pretraining: {result.metrics['train_seconds'] / 60:.1f} min, {args.epochs} epochs, "
+        f"precision {result.metrics['precision']}"
+    )
     print("| encoder | linear probe | kNN (k=20) |")
     print("|---|---|---|")
-    print(f"| SimCLR ({args.loss}) | {result.metrics['linear_acc']:.4f} | {result.metrics['knn_acc']:.4f} |")
+    print(
+        f"| SimCLR ({args.loss}) | {result.metrics['linear_acc']:.4f} | {result.metrics['knn_acc']:.4f} |"
+    )
     print(f"| random init | {random_metrics['linear_acc']:.4f} | {random_metrics['knn_acc']:.4f} |")
     print(f"| raw pixels | {raw['linear_acc']:.4f} | {raw['knn_acc']:.4f} |")
 

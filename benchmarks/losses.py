@@ -29,9 +29,9 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dense_reference import clip_dense, dcl_dense, ntxent_dense, supcon_dense  # noqa: E402
+from dense_reference import clip_dense, dcl_dense, ntxent_dense, supcon_dense
 
-from contrastkit.losses import DCL, CLIPLoss, InfoNCE, SupCon  # noqa: E402
+from contrastkit.losses import DCL, CLIPLoss, InfoNCE, SupCon
 
 TEMPERATURE = 0.1
 DIM = 128
@@ -165,12 +165,25 @@ def worker_memory(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _run_worker(extra: list[str], args: argparse.Namespace) -> dict[str, object] | None:
-    cmd = [sys.executable, __file__, "--worker", *extra, "--device", args.device,
-           "--threads", str(args.threads), "--dtype", args.dtype]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        *extra,
+        "--device",
+        args.device,
+        "--threads",
+        str(args.threads),
+        "--dtype",
+        args.dtype,
+    ]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     if proc.returncode != 0:
-        print(f"  worker failed ({' '.join(extra)}): {proc.stderr.strip().splitlines()[-1:]}", flush=True)
+        print(
+            f"  worker failed ({' '.join(extra)}): {proc.stderr.strip().splitlines()[-1:]}",
+            flush=True,
+        )
         return None
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
@@ -188,11 +201,15 @@ def driver(args: argparse.Namespace) -> None:
     except ImportError:
         have_pml = False
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name()
-    print(f"# device: {device_name}; torch {torch.__version__}; threads {args.threads}; "
-          f"dtype {args.dtype}; D = {DIM}; temperature {TEMPERATURE}")
+    print(
+        f"# device: {device_name}; torch {torch.__version__}; threads {args.threads}; "
+        f"dtype {args.dtype}; D = {DIM}; temperature {TEMPERATURE}"
+    )
     print(f"# command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    header = ("| loss | V | N pairs | contrastkit s | dense s | dense / ck | of floor | ck peak GiB | "
-              "dense peak GiB |" + (" PML s |" if have_pml else ""))
+    header = (
+        "| loss | V | N pairs | contrastkit s | dense s | dense / ck | of floor | ck peak GiB | "
+        "dense peak GiB |" + (" PML s |" if have_pml else "")
+    )
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
     results = []
@@ -210,21 +227,38 @@ def driver(args: argparse.Namespace) -> None:
                 reps = args.repeats if rows <= 16384 else 1
                 timing = _run_worker(
                     ["--mode", "time", *base, "--repeats", str(reps)]
-                    + (["--dense"] if dense else []) + (["--pml"] if pml else []),
+                    + (["--dense"] if dense else [])
+                    + (["--pml"] if pml else []),
                     args,
                 )
                 mem_ck = _run_worker(["--mode", "memory", "--impl", "contrastkit", *base], args)
                 mem_dense = (
                     _run_worker(["--mode", "memory", "--impl", "dense", *base], args)
-                    if dense and rows <= args.dense_mem_max_rows else None
+                    if dense and rows <= args.dense_mem_max_rows
+                    else None
                 )
-                row = {"loss": loss, "v": v, "n": n, "timing": timing,
-                       "memory_contrastkit": mem_ck, "memory_dense": mem_dense}
+                row = {
+                    "loss": loss,
+                    "v": v,
+                    "n": n,
+                    "timing": timing,
+                    "memory_contrastkit": mem_ck,
+                    "memory_dense": mem_dense,
+                }
                 results.append(row)
                 print(_format_row(row, have_pml), flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps({"device": device_name, "threads": args.threads,
-                                              "dtype": args.dtype, "results": results}, indent=2))
+        Path(args.out).write_text(
+            json.dumps(
+                {
+                    "device": device_name,
+                    "threads": args.threads,
+                    "dtype": args.dtype,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 def _format_row(row: dict, have_pml: bool) -> str:  # type: ignore[type-arg]
@@ -235,9 +269,15 @@ def _format_row(row: dict, have_pml: bool) -> str:  # type: ignore[type-arg]
     floor = f"{t['floor'] / ck:.2f}" if ck and t.get("floor") else "-"
     mem_ck = (row["memory_contrastkit"] or {}).get("peak_above_inputs_bytes")
     mem_d = (row["memory_dense"] or {}).get("peak_above_inputs_bytes")
-    out = (f"| {row['loss']} | {row['v']} | {row['n']} | {ck:.4f} | "
-           f"{'-' if dense is None else f'{dense:.4f}'} | {ratio} | {floor} | {_gib(mem_ck)} | "
-           f"{_gib(mem_d)} |") if ck else f"| {row['loss']} | {row['v']} | {row['n']} | failed |"
+    out = (
+        (
+            f"| {row['loss']} | {row['v']} | {row['n']} | {ck:.4f} | "
+            f"{'-' if dense is None else f'{dense:.4f}'} | {ratio} | {floor} | {_gib(mem_ck)} | "
+            f"{_gib(mem_d)} |"
+        )
+        if ck
+        else f"| {row['loss']} | {row['v']} | {row['n']} | failed |"
+    )
     if have_pml:
         pml = mins.get("pml")
         out += f" {'-' if pml is None else f'{pml:.4f}'} |"
@@ -263,8 +303,12 @@ def main() -> None:
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--max-rows", type=int, default=131072, help="skip configurations with more rows")
-    p.add_argument("--dense-max-rows", type=int, default=16384, help="largest V*N the dense way is timed at")
+    p.add_argument(
+        "--max-rows", type=int, default=131072, help="skip configurations with more rows"
+    )
+    p.add_argument(
+        "--dense-max-rows", type=int, default=16384, help="largest V*N the dense way is timed at"
+    )
     p.add_argument("--dense-mem-max-rows", type=int, default=16384)
     p.add_argument("--timeout", type=int, default=1800)
     p.add_argument("--out", default=None, help="write the results as JSON here")

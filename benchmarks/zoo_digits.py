@@ -32,7 +32,9 @@ def image_losses() -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -47,16 +49,25 @@ def main() -> None:
     base = FitConfig(data="digits", seed=args.seed)
     random_metrics = evaluate_encoder(build_model(base, 1).encoder, split.train, split.test)
     print(f"# command: python benchmarks/zoo_digits.py --epochs {args.epochs} --seed {args.seed}")
-    print(f"random-init encoder: kNN {random_metrics['knn_acc']:.4f}, "
-          f"linear {random_metrics['linear_acc']:.4f}")
+    print(
+        f"random-init encoder: kNN {random_metrics['knn_acc']:.4f}, "
+        f"linear {random_metrics['linear_acc']:.4f}"
+    )
     print("| loss | views | kNN | linear | beats random kNN | train s |")
     print("|---|---|---|---|---|---|")
     rows = []
     for name in names:
         views = VIEWS.get(name, 2)
         config = FitConfig(
-            loss=name, data="digits", epochs=args.epochs, views=views, temperature=None,
-            seed=args.seed, out=str(Path(args.out) / name), progress=False, threads=args.threads,
+            loss=name,
+            data="digits",
+            epochs=args.epochs,
+            views=views,
+            temperature=None,
+            seed=args.seed,
+            out=str(Path(args.out) / name),
+            progress=False,
+            threads=args.threads,
         )
         start = time.perf_counter()
         try:
@@ -67,8 +78,11 @@ def main() -> None:
             continue
         seconds = time.perf_counter() - start
         beats = metrics["knn_acc"] > random_metrics["knn_acc"]
-        print(f"| {name} | {views} | {metrics['knn_acc']:.4f} | {metrics['linear_acc']:.4f} | "
-              f"{'yes' if beats else 'NO'} | {seconds:.0f} |", flush=True)
+        print(
+            f"| {name} | {views} | {metrics['knn_acc']:.4f} | {metrics['linear_acc']:.4f} | "
+            f"{'yes' if beats else 'NO'} | {seconds:.0f} |",
+            flush=True,
+        )
         rows.append({"loss": name, "views": views, **metrics, "beats_random_knn": beats})
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "zoo.json").write_text(

@@ -20,7 +20,9 @@ def _rows(n: int, d: int = 5, seed: int = 0) -> torch.Tensor:
     return F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
 
 
-def _dense_mask(n: int, groups: torch.Tensor | None, mode: str | None, exclude_self: bool) -> torch.Tensor:
+def _dense_mask(
+    n: int, groups: torch.Tensor | None, mode: str | None, exclude_self: bool
+) -> torch.Tensor:
     mask = torch.eye(n, dtype=torch.bool) if exclude_self else torch.zeros(n, n, dtype=torch.bool)
     if mode is not None:
         assert groups is not None
@@ -33,12 +35,19 @@ def _dense_mask(n: int, groups: torch.Tensor | None, mode: str | None, exclude_s
 @pytest.mark.parametrize("chunk", [1, 3, 8, None])
 @pytest.mark.parametrize("mode", [None, "exclude", "only"])
 @pytest.mark.parametrize("exclude_self", [True, False])
-def test_self_logsumexp_matches_dense(n: int, chunk: int | None, mode: str | None, exclude_self: bool) -> None:
+def test_self_logsumexp_matches_dense(
+    n: int, chunk: int | None, mode: str | None, exclude_self: bool
+) -> None:
     z = _rows(n).requires_grad_()
     groups = torch.arange(n) % 3
     beta = torch.linspace(0.5, 4.0, n, dtype=torch.float64)
     out = self_logsumexp(
-        z, beta, exclude_self=exclude_self, groups=groups, group_mode=mode, chunk_size=chunk  # type: ignore[arg-type]
+        z,
+        beta,
+        exclude_self=exclude_self,
+        groups=groups,
+        group_mode=mode,
+        chunk_size=chunk,  # type: ignore[arg-type]
     )
     mask = _dense_mask(n, groups, mode, exclude_self)
     ref = ((z @ z.T) * beta[:, None]).masked_fill(mask, float("-inf")).logsumexp(1)
@@ -60,7 +69,13 @@ def test_masked_logsumexp_matches_dense(na: int, nc: int, chunk: int | None) -> 
     self_index = torch.randint(-1, nc, (na,), generator=torch.Generator().manual_seed(3))
     ga, gc = torch.arange(na) % 2, torch.arange(nc) % 2
     out = masked_logsumexp(
-        a, c, self_index=self_index, anchor_groups=ga, candidate_groups=gc, group_mode="only", chunk_size=chunk
+        a,
+        c,
+        self_index=self_index,
+        anchor_groups=ga,
+        candidate_groups=gc,
+        group_mode="only",
+        chunk_size=chunk,
     )
     logits = a @ c.T
     mask = ga[:, None] != gc[None, :]
@@ -88,7 +103,9 @@ def test_two_sided_logsumexp_matches_dense(na: int, nb: int, chunk: int | None) 
     torch.testing.assert_close(col, logits.logsumexp(0))
     wr, wc = torch.randn(na, dtype=torch.float64), torch.randn(nb, dtype=torch.float64)
     g1 = torch.autograd.grad((row * wr).sum() + (col * wc).sum(), (a, b))
-    g2 = torch.autograd.grad((logits.logsumexp(1) * wr).sum() + (logits.logsumexp(0) * wc).sum(), (a, b))
+    g2 = torch.autograd.grad(
+        (logits.logsumexp(1) * wr).sum() + (logits.logsumexp(0) * wc).sum(), (a, b)
+    )
     for x, y in zip(g1, g2, strict=True):
         torch.testing.assert_close(x, y)
 

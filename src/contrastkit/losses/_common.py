@@ -58,7 +58,9 @@ def make_view_batch(
     return ViewBatch(rows=rows, groups=base.repeat(v), n=n, v=v)
 
 
-def group_positive_mean(anchors: Tensor, candidates: Tensor, groups: Tensor) -> tuple[Tensor, Tensor]:
+def group_positive_mean(
+    anchors: Tensor, candidates: Tensor, groups: Tensor
+) -> tuple[Tensor, Tensor]:
     """Mean positive logit of each row, where positives are the other rows of the same group.
 
     With anchors ``a`` and candidates ``c`` indexed by the same rows, the positive logits of row ``i``
@@ -69,7 +71,9 @@ def group_positive_mean(anchors: Tensor, candidates: Tensor, groups: Tensor) -> 
         number of positives of each row.
     """
     n_groups = int(groups.max()) + 1 if groups.numel() else 0
-    sums = torch.zeros(n_groups, candidates.shape[1], dtype=candidates.dtype, device=candidates.device)
+    sums = torch.zeros(
+        n_groups, candidates.shape[1], dtype=candidates.dtype, device=candidates.device
+    )
     sums = sums.index_add(0, groups, candidates)
     counts = torch.bincount(groups, minlength=n_groups)[groups] - 1
     pos_sum = (anchors * (sums[groups] - candidates)).sum(dim=1)

@@ -40,7 +40,11 @@ _TARGET_BLOCK_ELEMENTS_CUDA = 1 << 26
 
 def auto_chunk_size(n_anchors: int, n_candidates: int, device: torch.device | None = None) -> int:
     """Pick a row-block size so that one block holds about 4M similarity entries (64M on CUDA)."""
-    target = _TARGET_BLOCK_ELEMENTS_CUDA if device is not None and device.type == "cuda" else _TARGET_BLOCK_ELEMENTS
+    target = (
+        _TARGET_BLOCK_ELEMENTS_CUDA
+        if device is not None and device.type == "cuda"
+        else _TARGET_BLOCK_ELEMENTS
+    )
     rows = max(_MIN_CHUNK, target // max(n_candidates, 1))
     return int(min(rows, max(n_anchors, 1)))
 
@@ -54,9 +58,7 @@ class _Mask:
     candidate_groups: Tensor | None
     group_mode: GroupMode | None
 
-    def block_logits(
-        self, anchors: Tensor, candidates: Tensor, start: int, stop: int
-    ) -> Tensor:
+    def block_logits(self, anchors: Tensor, candidates: Tensor, start: int, stop: int) -> Tensor:
         """Masked float32 logits of anchors ``start:stop`` against every candidate."""
         logits = anchors[start:stop] @ candidates.T
         if logits.dtype != torch.float32 and logits.dtype != torch.float64:
@@ -80,7 +82,7 @@ class _BlockwiseLogSumExp(torch.autograd.Function):
     """lse_i = log sum_k exp(a_i . c_k) over the unmasked candidates, computed in row blocks."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, anchors: Tensor, candidates: Tensor, mask: _Mask, chunk_size: int
     ) -> Tensor:
         n = anchors.shape[0]
@@ -97,7 +99,7 @@ class _BlockwiseLogSumExp(torch.autograd.Function):
         return lse
 
     @staticmethod
-    def backward(ctx: Any, grad_lse: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_lse: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         anchors, candidates, lse = ctx.saved_tensors
         mask: _Mask = ctx.mask
         chunk_size: int = ctx.chunk_size
@@ -108,7 +110,11 @@ class _BlockwiseLogSumExp(torch.autograd.Function):
         lse_safe = torch.where(finite, lse, torch.zeros_like(lse))
         grad = torch.where(finite, grad_lse.to(lse.dtype), torch.zeros_like(lse))
         grad_a = torch.empty_like(anchors) if need_a else None
-        grad_c = torch.zeros(candidates.shape, dtype=lse.dtype, device=candidates.device) if need_c else None
+        grad_c = (
+            torch.zeros(candidates.shape, dtype=lse.dtype, device=candidates.device)
+            if need_c
+            else None
+        )
         n = anchors.shape[0]
         for start in range(0, n, chunk_size):
             stop = min(start + chunk_size, n)
@@ -160,7 +166,9 @@ def masked_logsumexp(
             f"{tuple(anchors.shape)} and {tuple(candidates.shape)}"
         )
     if anchors.dtype != candidates.dtype:
-        raise TypeError(f"anchors and candidates differ in dtype: {anchors.dtype} vs {candidates.dtype}")
+        raise TypeError(
+            f"anchors and candidates differ in dtype: {anchors.dtype} vs {candidates.dtype}"
+        )
     if group_mode is not None and (anchor_groups is None or candidate_groups is None):
         raise ValueError(f"group_mode={group_mode!r} needs both anchor_groups and candidate_groups")
     if chunk_size is None:
@@ -188,7 +196,11 @@ _TARGET_SQUARE_BLOCK_CUDA = 1 << 26
 
 def auto_square_chunk(n: int, device: torch.device | None = None) -> int:
     """Rows per block of the symmetric engine: about 1M entries per block (64M on CUDA)."""
-    target = _TARGET_SQUARE_BLOCK_CUDA if device is not None and device.type == "cuda" else _TARGET_SQUARE_BLOCK
+    target = (
+        _TARGET_SQUARE_BLOCK_CUDA
+        if device is not None and device.type == "cuda"
+        else _TARGET_SQUARE_BLOCK
+    )
     side = int(target**0.5)
     return int(min(max(side, _MIN_CHUNK), max(n, 1)))
 
@@ -218,9 +230,7 @@ def _block_pairs(n: int, chunk: int) -> list[tuple[int, int, int, int]]:
     ]
 
 
-def _online_update(
-    max_: Tensor, acc: Tensor, logits: Tensor, dim: int
-) -> None:
+def _online_update(max_: Tensor, acc: Tensor, logits: Tensor, dim: int) -> None:
     """Fold a block of logits into running (max, sum of exp) accumulators along ``dim``, in place."""
     block_max = logits.amax(dim=dim)
     new_max = torch.maximum(max_, block_max)
@@ -239,9 +249,7 @@ class _SymmetricLogSumExp(torch.autograd.Function):
     """lse_i = log sum_{k in K(i)} exp(beta_i z_i . z_k) over the rows of one matrix Z."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, rows: Tensor, beta: Tensor, mask: _SymmetricMask, chunk: int
-    ) -> Tensor:
+    def forward(ctx: Any, rows: Tensor, beta: Tensor, mask: _SymmetricMask, chunk: int) -> Tensor:
         n = rows.shape[0]
         acc_dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
         max_ = torch.full((n,), float("-inf"), dtype=acc_dtype, device=rows.device)
@@ -263,7 +271,7 @@ class _SymmetricLogSumExp(torch.autograd.Function):
         return lse
 
     @staticmethod
-    def backward(ctx: Any, grad_lse: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_lse: Tensor) -> tuple[Tensor, None, None, None]:
         rows, beta, lse = ctx.saved_tensors
         mask: _SymmetricMask = ctx.mask
         finite = torch.isfinite(lse)
@@ -323,7 +331,9 @@ def self_logsumexp(
     acc_dtype = torch.float64 if rows.dtype == torch.float64 else torch.float32
     if isinstance(inv_temperature, Tensor):
         if inv_temperature.requires_grad:
-            raise ValueError("inv_temperature must not require grad (per-anchor temperatures are constants)")
+            raise ValueError(
+                "inv_temperature must not require grad (per-anchor temperatures are constants)"
+            )
         beta = inv_temperature.to(device=rows.device, dtype=acc_dtype).expand(n).contiguous()
     else:
         beta = torch.full((n,), float(inv_temperature), dtype=acc_dtype, device=rows.device)
@@ -351,7 +361,7 @@ class _TwoSidedLogSumExp(torch.autograd.Function):
     """Row and column log-sum-exp of ``A @ B.T``, computed in row blocks of A."""
 
     @staticmethod
-    def forward(ctx: Any, a: Tensor, b: Tensor, chunk: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def forward(ctx: Any, a: Tensor, b: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
         acc_dtype = torch.float64 if a.dtype == torch.float64 else torch.float32
         row_lse = torch.empty(a.shape[0], dtype=acc_dtype, device=a.device)
         col_max = torch.full((b.shape[0],), float("-inf"), dtype=acc_dtype, device=a.device)
@@ -366,7 +376,7 @@ class _TwoSidedLogSumExp(torch.autograd.Function):
         return row_lse, col_lse
 
     @staticmethod
-    def backward(  # type: ignore[override]
+    def backward(
         ctx: Any, grad_row: Tensor | None, grad_col: Tensor | None
     ) -> tuple[Tensor | None, Tensor | None, None]:
         a, b, row_lse, col_lse = ctx.saved_tensors
@@ -385,7 +395,9 @@ class _TwoSidedLogSumExp(torch.autograd.Function):
         return grad_a.to(a.dtype), grad_b.to(b.dtype), None
 
 
-def two_sided_logsumexp(a: Tensor, b: Tensor, *, chunk_size: int | None = None) -> tuple[Tensor, Tensor]:
+def two_sided_logsumexp(
+    a: Tensor, b: Tensor, *, chunk_size: int | None = None
+) -> tuple[Tensor, Tensor]:
     """Row and column log-sum-exp of ``a @ b.T`` without the full matrix (CLIP's two directions).
 
     Args:

@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastkit._validation import check_embeddings, check_positive, check_probability, check_reduction
+from contrastkit._validation import (
+    check_embeddings,
+    check_positive,
+    check_probability,
+    check_reduction,
+)
 from contrastkit.losses._common import reduce_terms
 from contrastkit.losses._engine import masked_logsumexp, two_sided_logsumexp
 from contrastkit.losses.infonce import check_chunk_size
@@ -41,7 +46,9 @@ def symmetric_cross_entropy_terms(
     return row, col
 
 
-def _smoothed_ce(lse: Tensor, anchors: Tensor, candidates: Tensor, label_smoothing: float) -> Tensor:
+def _smoothed_ce(
+    lse: Tensor, anchors: Tensor, candidates: Tensor, label_smoothing: float
+) -> Tensor:
     diag = (anchors * candidates).sum(dim=1).to(lse.dtype)
     if label_smoothing == 0:
         return lse - diag

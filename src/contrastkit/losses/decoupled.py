@@ -62,13 +62,21 @@ class DCL(nn.Module):
                 "use at least 2 instances / 2 distinct labels"
             )
         return self_logsumexp(
-            rows, 1.0 / self.temperature, groups=groups, group_mode="exclude", chunk_size=self.chunk_size
+            rows,
+            1.0 / self.temperature,
+            groups=groups,
+            group_mode="exclude",
+            chunk_size=self.chunk_size,
         )
 
     def forward(self, views: Tensor, labels: Tensor | None = None) -> Tensor:
         batch = make_view_batch(views, labels)
         lse_neg = self._negative_lse(batch.rows, batch.groups)
-        rows = batch.rows.float() if batch.rows.dtype in (torch.float16, torch.bfloat16) else batch.rows
+        rows = (
+            batch.rows.float()
+            if batch.rows.dtype in (torch.float16, torch.bfloat16)
+            else batch.rows
+        )
         pos_mean, counts = group_positive_mean(rows / self.temperature, rows, batch.groups)
         terms = torch.where(counts > 0, lse_neg - pos_mean, torch.zeros_like(lse_neg))
         return reduce_terms(batch.per_anchor(terms), self.reduction)
