@@ -559,16 +559,45 @@ def _color_jitter(x: Tensor, generator: torch.Generator | None, *, brightness: f
         perm = ids.expand(n, k)
     linear = [i for i in active if i < 3]
     ones = torch.ones(n, device=dev)
+    # Per stage and sample: the blend weight a (1 = untouched) of the linear ops.
+    weights = []
     for stage in range(k):
+        a = ones
+        for i in linear:
+            a = torch.where(perm[:, stage] == i, factors[i], a)
+        weights.append(a)
+    # Every sample is processed independently once its parameters are drawn, so on CPUs the stages
+    # run over cache-sized chunks of the batch (same result, fewer trips to memory).
+    step = _cpu_chunk(x)
+    parts = []
+    for s0 in range(0, n, step):
+        sl = slice(s0, s0 + step)
+        parts.append(_jitter_stages(x[sl], perm[sl], [w[sl] for w in weights], apply[sl],
+                                    hue_shift[sl], linear, 3 in active))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+_CHUNK_ELEMENTS = 3 * 2**17  # ~1.5 MB of float32 per chunk: the temporaries stay in cache
+
+
+def _cpu_chunk(x: Tensor) -> int:
+    """Samples per chunk for the multi-pass colour ops: the whole batch on GPUs."""
+    n = x.shape[0]
+    if x.device.type != "cpu":
+        return n
+    return max(1, min(n, _CHUNK_ELEMENTS // max(1, x[0].numel())))
+
+
+def _jitter_stages(x: Tensor, perm: Tensor, weights: list[Tensor], apply: Tensor,
+                   hue_shift: Tensor, linear: list[int], with_hue: bool) -> Tensor:
+    """Apply the jitter stages to a chunk whose per-sample parameters are drawn."""
+    for stage, a in enumerate(weights):
         op = perm[:, stage]
         if linear:
             # Brightness, contrast and saturation are blends x <- a * x + (1 - a) * ref with
             # ref = 0, the mean luma or the per-pixel luma; a = 1 leaves a sample untouched. One
             # fused pass per stage: x <- a * x + offset (+ coef * luma).
-            a = ones
-            for i in linear:
-                a = torch.where(op == i, factors[i], a)
-            offset = torch.zeros(n, device=dev)
+            offset = torch.zeros_like(a)
             if 1 in linear:
                 offset = torch.where(op == 1, (1.0 - a) * _mean_luma(x).float(), offset)
             y = torch.addcmul(offset.to(x.dtype).view(-1, 1, 1, 1), x,
@@ -577,7 +606,7 @@ def _color_jitter(x: Tensor, generator: torch.Generator | None, *, brightness: f
                 coef = torch.where(op == 2, 1.0 - a, torch.zeros_like(a)).to(x.dtype)
                 y.addcmul_(rgb_to_grayscale(x), coef.view(-1, 1, 1, 1))
             x = y.clamp_(0.0, 1.0)
-        if 3 in active:
+        if with_hue:
             sel = (op == 3) & apply
             idx = sel.nonzero().squeeze(1)
             if idx.numel() > 0:
@@ -632,8 +661,13 @@ def _check_hue(hue: float) -> None:
 def _grayscale(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
     if x.shape[1] == 1 or p == 0:
         return x
-    sel = _coin(x.shape[0], p, generator, x.device).view(-1, 1, 1, 1)
-    return torch.where(sel, rgb_to_grayscale(x).expand_as(x), x)
+    sel = _coin(x.shape[0], p, generator, x.device)
+    # Only the selected samples are converted (a full-size broadcast torch.where is slow on CPUs).
+    idx = sel.nonzero().squeeze(1)
+    if idx.numel() == 0:
+        return x
+    gray = rgb_to_grayscale(x.index_select(0, idx)).expand(-1, x.shape[1], -1, -1)
+    return x.index_copy(0, idx, gray.contiguous())
 
 
 def random_grayscale(images: Tensor, generator: torch.Generator | None = None, *,
