@@ -94,8 +94,14 @@ def check_images(images: object, name: str = "images") -> Tensor:
     return t
 
 
-def _range(value: Sequence[float], name: str, *, low: float | None = None,
-           high: float | None = None, strict_low: bool = False) -> tuple[float, float]:
+def _range(
+    value: Sequence[float],
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    strict_low: bool = False,
+) -> tuple[float, float]:
     """Validate an ordered pair ``(lo, hi)`` of finite numbers with optional bounds."""
     lo, hi = _pair(value, name)
     if lo > hi:
@@ -125,15 +131,17 @@ def _gen_device(generator: torch.Generator | None, device: torch.device) -> torc
     return generator.device if generator is not None else device
 
 
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None,
-          device: torch.device) -> Tensor:
+def _rand(
+    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device
+) -> Tensor:
     """Uniform [0, 1) float32 numbers drawn on the generator's device, returned on ``device``."""
     r = torch.rand(shape, generator=generator, device=_gen_device(generator, device))
     return r.to(device)
 
 
-def _uniform(n: int, lo: float, hi: float, generator: torch.Generator | None,
-             device: torch.device) -> Tensor:
+def _uniform(
+    n: int, lo: float, hi: float, generator: torch.Generator | None, device: torch.device
+) -> Tensor:
     """``n`` numbers uniform in ``[lo, hi]``, float32 on ``device``."""
     return lo + (hi - lo) * _rand((n,), generator, device)
 
@@ -170,9 +178,16 @@ def _eye(n: int, device: torch.device) -> Tensor:
     return torch.eye(3, device=device).expand(n, 3, 3).clone()
 
 
-def crop_matrix(n: int, *, height: int, width: int, scale: Sequence[float] = (0.08, 1.0),
-                ratio: Sequence[float] = (3 / 4, 4 / 3), generator: torch.Generator | None = None,
-                device: torch.device | str | None = None) -> Tensor:
+def crop_matrix(
+    n: int,
+    *,
+    height: int,
+    width: int,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Sampling matrices of a random resized crop, one per sample.
 
     As torchvision's ``RandomResizedCrop``: the crop covers a fraction of the image area drawn
@@ -228,9 +243,14 @@ def crop_matrix(n: int, *, height: int, width: int, scale: Sequence[float] = (0.
     return m
 
 
-def flip_matrix(n: int, *, p: float = 0.5, vertical: bool = False,
-                generator: torch.Generator | None = None,
-                device: torch.device | str | None = None) -> Tensor:
+def flip_matrix(
+    n: int,
+    *,
+    p: float = 0.5,
+    vertical: bool = False,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Sampling matrices that flip each sample with probability ``p``.
 
     Args:
@@ -252,10 +272,18 @@ def flip_matrix(n: int, *, p: float = 0.5, vertical: bool = False,
     return m
 
 
-def affine_matrix(n: int, *, height: int, width: int, degrees: float = 0.0,
-                  translate: Sequence[float] = (0.0, 0.0), scale: Sequence[float] = (1.0, 1.0),
-                  shear: float = 0.0, generator: torch.Generator | None = None,
-                  device: torch.device | str | None = None) -> Tensor:
+def affine_matrix(
+    n: int,
+    *,
+    height: int,
+    width: int,
+    degrees: float = 0.0,
+    translate: Sequence[float] = (0.0, 0.0),
+    scale: Sequence[float] = (1.0, 1.0),
+    shear: float = 0.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
     """Sampling matrices of a random affine transform about the image centre, one per sample.
 
     As torchvision's ``RandomAffine``: the image is scaled by a factor uniform in ``scale``, sheared
@@ -325,13 +353,17 @@ def _affine_grid(theta: Tensor, n: int, h: int, w: int) -> Tensor:
     xs = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1
     ys = (torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1
     gx = theta[:, :2, 0].reshape(n, 2, 1, 1) * xs.view(1, 1, 1, w)  # (n, 2, 1, w)
-    gy = torch.addcmul(theta[:, :2, 2].reshape(n, 2, 1, 1), theta[:, :2, 1].reshape(n, 2, 1, 1),
-                       ys.view(1, 1, h, 1))  # (n, 2, h, 1)
+    gy = torch.addcmul(
+        theta[:, :2, 2].reshape(n, 2, 1, 1),
+        theta[:, :2, 1].reshape(n, 2, 1, 1),
+        ys.view(1, 1, h, 1),
+    )  # (n, 2, h, 1)
     return (gx + gy).permute(0, 2, 3, 1)
 
 
-def _apply_affine(x: Tensor, theta: Tensor, padding_mode: str,
-                  out_size: tuple[int, int] | None = None) -> Tensor:
+def _apply_affine(
+    x: Tensor, theta: Tensor, padding_mode: str, out_size: tuple[int, int] | None = None
+) -> Tensor:
     """Warp ``x`` by ``theta``; the output is ``out_size`` (default: the input size).
 
     The sampling matrices are in normalised coordinates, so the same matrix crops the same
@@ -361,8 +393,10 @@ def apply_affine(images: Tensor, theta: Tensor, *, padding_mode: str = "zeros") 
     check_images(images)
     check_choice(padding_mode, "padding_mode", PADDING_MODES)
     check_tensor(theta, "theta")
-    if theta.dim() != 3 or theta.shape[0] != images.shape[0] or theta.shape[1:] not in (
-        (2, 3), (3, 3)
+    if (
+        theta.dim() != 3
+        or theta.shape[0] != images.shape[0]
+        or theta.shape[1:] not in ((2, 3), (3, 3))
     ):
         raise ValueError(
             f"theta must have shape ({images.shape[0]}, 2, 3) or ({images.shape[0]}, 3, 3), one "
@@ -371,10 +405,14 @@ def apply_affine(images: Tensor, theta: Tensor, *, padding_mode: str = "zeros") 
     return _apply_affine(_work(images), theta, padding_mode).to(images.dtype)
 
 
-def random_resized_crop(images: Tensor, generator: torch.Generator | None = None, *,
-                        scale: Sequence[float] = (0.08, 1.0),
-                        ratio: Sequence[float] = (3 / 4, 4 / 3),
-                        padding_mode: str = "zeros") -> Tensor:
+def random_resized_crop(
+    images: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (3 / 4, 4 / 3),
+    padding_mode: str = "zeros",
+) -> Tensor:
     """Crop a random box of each image and resize it back to the input size (bilinear).
 
     See :func:`crop_matrix` for how the box is drawn. The crop always lies inside the image, so
@@ -392,15 +430,22 @@ def random_resized_crop(images: Tensor, generator: torch.Generator | None = None
     """
     check_images(images)
     b, _, h, w = images.shape
-    theta = crop_matrix(b, height=h, width=w, scale=scale, ratio=ratio, generator=generator,
-                        device=images.device)
+    theta = crop_matrix(
+        b, height=h, width=w, scale=scale, ratio=ratio, generator=generator, device=images.device
+    )
     return apply_affine(images, theta, padding_mode=padding_mode)
 
 
-def random_affine(images: Tensor, generator: torch.Generator | None = None, *,
-                  degrees: float = 0.0, translate: Sequence[float] = (0.0, 0.0),
-                  scale: Sequence[float] = (1.0, 1.0), shear: float = 0.0,
-                  padding_mode: str = "zeros") -> Tensor:
+def random_affine(
+    images: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    degrees: float = 0.0,
+    translate: Sequence[float] = (0.0, 0.0),
+    scale: Sequence[float] = (1.0, 1.0),
+    shear: float = 0.0,
+    padding_mode: str = "zeros",
+) -> Tensor:
     """Rotate, translate, scale and shear each image by its own random amounts.
 
     See :func:`affine_matrix` for the parameters and their distributions.
@@ -419,8 +464,17 @@ def random_affine(images: Tensor, generator: torch.Generator | None = None, *,
     """
     check_images(images)
     b, _, h, w = images.shape
-    theta = affine_matrix(b, height=h, width=w, degrees=degrees, translate=translate, scale=scale,
-                          shear=shear, generator=generator, device=images.device)
+    theta = affine_matrix(
+        b,
+        height=h,
+        width=w,
+        degrees=degrees,
+        translate=translate,
+        scale=scale,
+        shear=shear,
+        generator=generator,
+        device=images.device,
+    )
     return apply_affine(images, theta, padding_mode=padding_mode)
 
 
@@ -429,8 +483,9 @@ def _hflip(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor:
     return torch.where(flip, x.flip(-1), x)
 
 
-def random_horizontal_flip(images: Tensor, generator: torch.Generator | None = None, *,
-                           p: float = 0.5) -> Tensor:
+def random_horizontal_flip(
+    images: Tensor, generator: torch.Generator | None = None, *, p: float = 0.5
+) -> Tensor:
     """Mirror each image left-right with probability ``p`` (exact, no resampling).
 
     In :class:`~contrastkit.views.pipeline.ViewAugment` the flip is folded into the single affine
@@ -534,8 +589,17 @@ def _mean_luma(x: Tensor) -> Tensor:
     return x.mean(dim=(1, 2, 3))
 
 
-def _color_jitter(x: Tensor, generator: torch.Generator | None, *, brightness: float,
-                  contrast: float, saturation: float, hue: float, p: float, order: str) -> Tensor:
+def _color_jitter(
+    x: Tensor,
+    generator: torch.Generator | None,
+    *,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue: float,
+    p: float,
+    order: str,
+) -> Tensor:
     n, c = x.shape[0], x.shape[1]
     dev = x.device
     colour = c == 3
@@ -572,8 +636,17 @@ def _color_jitter(x: Tensor, generator: torch.Generator | None, *, brightness: f
     parts = []
     for s0 in range(0, n, step):
         sl = slice(s0, s0 + step)
-        parts.append(_jitter_stages(x[sl], perm[sl], [w[sl] for w in weights], apply[sl],
-                                    hue_shift[sl], linear, 3 in active))
+        parts.append(
+            _jitter_stages(
+                x[sl],
+                perm[sl],
+                [w[sl] for w in weights],
+                apply[sl],
+                hue_shift[sl],
+                linear,
+                3 in active,
+            )
+        )
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
@@ -588,8 +661,15 @@ def _cpu_chunk(x: Tensor) -> int:
     return max(1, min(n, _CHUNK_ELEMENTS // max(1, x[0].numel())))
 
 
-def _jitter_stages(x: Tensor, perm: Tensor, weights: list[Tensor], apply: Tensor,
-                   hue_shift: Tensor, linear: list[int], with_hue: bool) -> Tensor:
+def _jitter_stages(
+    x: Tensor,
+    perm: Tensor,
+    weights: list[Tensor],
+    apply: Tensor,
+    hue_shift: Tensor,
+    linear: list[int],
+    with_hue: bool,
+) -> Tensor:
     """Apply the jitter stages to a chunk whose per-sample parameters are drawn."""
     for stage, a in enumerate(weights):
         op = perm[:, stage]
@@ -600,8 +680,9 @@ def _jitter_stages(x: Tensor, perm: Tensor, weights: list[Tensor], apply: Tensor
             offset = torch.zeros_like(a)
             if 1 in linear:
                 offset = torch.where(op == 1, (1.0 - a) * _mean_luma(x).float(), offset)
-            y = torch.addcmul(offset.to(x.dtype).view(-1, 1, 1, 1), x,
-                              a.to(x.dtype).view(-1, 1, 1, 1))
+            y = torch.addcmul(
+                offset.to(x.dtype).view(-1, 1, 1, 1), x, a.to(x.dtype).view(-1, 1, 1, 1)
+            )
             if 2 in linear:
                 coef = torch.where(op == 2, 1.0 - a, torch.zeros_like(a)).to(x.dtype)
                 y.addcmul_(rgb_to_grayscale(x), coef.view(-1, 1, 1, 1))
@@ -614,9 +695,17 @@ def _jitter_stages(x: Tensor, perm: Tensor, weights: list[Tensor], apply: Tensor
     return x
 
 
-def color_jitter(images: Tensor, generator: torch.Generator | None = None, *,
-                 brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
-                 hue: float = 0.1, p: float = 0.8, order: str = "random") -> Tensor:
+def color_jitter(
+    images: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.1,
+    p: float = 0.8,
+    order: str = "random",
+) -> Tensor:
     """Randomly change brightness, contrast, saturation and hue, as torchvision's ``ColorJitter``.
 
     With probability ``p`` a sample is jittered; its factors are drawn uniformly from ``[max(0, 1 -
@@ -647,8 +736,16 @@ def color_jitter(images: Tensor, generator: torch.Generator | None = None, *,
     _check_hue(hue)
     p = check_probability(p, "p")
     check_choice(order, "order", JITTER_ORDERS)
-    out = _color_jitter(_work(images), generator, brightness=brightness, contrast=contrast,
-                        saturation=saturation, hue=hue, p=p, order=order)
+    out = _color_jitter(
+        _work(images),
+        generator,
+        brightness=brightness,
+        contrast=contrast,
+        saturation=saturation,
+        hue=hue,
+        p=p,
+        order=order,
+    )
     return out.to(images.dtype)
 
 
@@ -670,8 +767,9 @@ def _grayscale(x: Tensor, p: float, generator: torch.Generator | None) -> Tensor
     return x.index_copy(0, idx, gray.contiguous())
 
 
-def random_grayscale(images: Tensor, generator: torch.Generator | None = None, *,
-                     p: float = 0.2) -> Tensor:
+def random_grayscale(
+    images: Tensor, generator: torch.Generator | None = None, *, p: float = 0.2
+) -> Tensor:
     """Replace each image by its luma in every channel with probability ``p``.
 
     Uses :func:`rgb_to_grayscale` (ITU-R 601-2 weights for RGB, channel mean otherwise); one-channel
@@ -699,8 +797,13 @@ def _solarize(x: Tensor, threshold: float, p: float, generator: torch.Generator 
     return torch.addcmul(x, m, 1.0 - 2.0 * x).clamp_(0.0, 1.0)
 
 
-def solarize(images: Tensor, generator: torch.Generator | None = None, *, threshold: float = 0.5,
-             p: float = 0.2) -> Tensor:
+def solarize(
+    images: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    threshold: float = 0.5,
+    p: float = 0.2,
+) -> Tensor:
     """Invert the pixels at or above ``threshold`` (``x -> 1 - x``), per sample with probability p.
 
     Args:
@@ -730,8 +833,13 @@ def blur_kernel_size(height: int, width: int) -> int:
     return max(3, 2 * (min(height, width) // 10 // 2) + 1)
 
 
-def _gaussian_blur(x: Tensor, sigma_range: tuple[float, float], p: float, kernel_size: int,
-                   generator: torch.Generator | None) -> Tensor:
+def _gaussian_blur(
+    x: Tensor,
+    sigma_range: tuple[float, float],
+    p: float,
+    kernel_size: int,
+    generator: torch.Generator | None,
+) -> Tensor:
     if p == 0:
         return x
     n, c, h, w = x.shape
@@ -751,10 +859,10 @@ def _gaussian_blur(x: Tensor, sigma_range: tuple[float, float], p: float, kernel
         kw = k.view(n, 1, 1, 1, kernel_size)
         rows = y[..., 0:w] * kw[..., 0]
         for i in range(1, kernel_size):
-            rows.addcmul_(y[..., i:i + w], kw[..., i])
+            rows.addcmul_(y[..., i : i + w], kw[..., i])
         out = rows[:, :, 0:h] * kw[..., 0]
         for i in range(1, kernel_size):
-            out.addcmul_(rows[:, :, i:i + h], kw[..., i])
+            out.addcmul_(rows[:, :, i : i + h], kw[..., i])
         return out.clamp_(0.0, 1.0)
     kc = k.repeat_interleave(c, dim=0)  # (n * c, K)
     y = F.pad(x.reshape(1, n * c, h, w), (r, r, r, r), mode=mode)
@@ -763,9 +871,14 @@ def _gaussian_blur(x: Tensor, sigma_range: tuple[float, float], p: float, kernel
     return y.view(n, c, h, w).clamp_(0.0, 1.0)
 
 
-def gaussian_blur(images: Tensor, generator: torch.Generator | None = None, *,
-                  sigma: Sequence[float] = (0.1, 2.0), p: float = 0.5,
-                  kernel_size: int | None = None) -> Tensor:
+def gaussian_blur(
+    images: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    sigma: Sequence[float] = (0.1, 2.0),
+    p: float = 0.5,
+    kernel_size: int | None = None,
+) -> Tensor:
     """Blur each image with a Gaussian of its own sigma, with probability ``p``.
 
     A separable depthwise convolution (one horizontal and one vertical pass for the whole batch;
@@ -792,15 +905,19 @@ def gaussian_blur(images: Tensor, generator: torch.Generator | None = None, *,
 def _check_kernel_size(kernel_size: int | None, h: int, w: int) -> int:
     if kernel_size is None:
         return blur_kernel_size(h, w)
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or (
-        kernel_size % 2 == 0
+    if (
+        isinstance(kernel_size, bool)
+        or not isinstance(kernel_size, int)
+        or kernel_size < 1
+        or (kernel_size % 2 == 0)
     ):
         raise ValueError(f"kernel_size must be an odd positive int or None; got {kernel_size!r}")
     return kernel_size
 
 
-def _gaussian_noise(x: Tensor, std_range: tuple[float, float], p: float,
-                    generator: torch.Generator | None) -> Tensor:
+def _gaussian_noise(
+    x: Tensor, std_range: tuple[float, float], p: float, generator: torch.Generator | None
+) -> Tensor:
     if p == 0 or std_range[1] == 0:
         return x
     n = x.shape[0]
@@ -814,8 +931,13 @@ def _gaussian_noise(x: Tensor, std_range: tuple[float, float], p: float,
     return x.index_add(0, idx, noise).clamp_(0.0, 1.0)
 
 
-def gaussian_noise(images: Tensor, generator: torch.Generator | None = None, *,
-                   std: Sequence[float] = (0.0, 0.05), p: float = 0.5) -> Tensor:
+def gaussian_noise(
+    images: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    std: Sequence[float] = (0.0, 0.05),
+    p: float = 0.5,
+) -> Tensor:
     """Add white Gaussian noise with a per-sample standard deviation, then clamp to [0, 1].
 
     Args:
@@ -833,8 +955,14 @@ def gaussian_noise(images: Tensor, generator: torch.Generator | None = None, *,
     return _gaussian_noise(_work(images), sd, p, generator).to(images.dtype)
 
 
-def _cutout(x: Tensor, p: float, scale: tuple[float, float], ratio: tuple[float, float],
-            value: float, generator: torch.Generator | None) -> Tensor:
+def _cutout(
+    x: Tensor,
+    p: float,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    value: float,
+    generator: torch.Generator | None,
+) -> Tensor:
     if p == 0:
         return x
     n, _, h, w = x.shape
@@ -859,9 +987,15 @@ def _cutout(x: Tensor, p: float, scale: tuple[float, float], ratio: tuple[float,
     return out
 
 
-def cutout(images: Tensor, generator: torch.Generator | None = None, *, p: float = 0.5,
-           scale: Sequence[float] = (0.02, 0.33), ratio: Sequence[float] = (0.3, 3.3),
-           value: float = 0.0) -> Tensor:
+def cutout(
+    images: Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    p: float = 0.5,
+    scale: Sequence[float] = (0.02, 0.33),
+    ratio: Sequence[float] = (0.3, 3.3),
+    value: float = 0.0,
+) -> Tensor:
     """Erase one random rectangle per sample with probability p (torchvision's ``RandomErasing``).
 
     The rectangle covers a fraction of the image area uniform in ``scale`` with an aspect ratio

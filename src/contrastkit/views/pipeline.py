@@ -133,11 +133,22 @@ class ViewConfig:
         """Validate every field and normalise pairs to tuples of floats."""
         put = object.__setattr__
         if self.crop_scale is not None:
-            put(self, "crop_scale",
-                ops._range(self.crop_scale, "crop_scale", low=0.0, high=1.0, strict_low=True))
+            put(
+                self,
+                "crop_scale",
+                ops._range(self.crop_scale, "crop_scale", low=0.0, high=1.0, strict_low=True),
+            )
         put(self, "crop_ratio", ops._range(self.crop_ratio, "crop_ratio", low=0.0, strict_low=True))
-        for f in ("hflip_p", "vflip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p",
-                  "noise_p", "cutout_p"):
+        for f in (
+            "hflip_p",
+            "vflip_p",
+            "jitter_p",
+            "grayscale_p",
+            "blur_p",
+            "solarize_p",
+            "noise_p",
+            "cutout_p",
+        ):
             put(self, f, _prob(getattr(self, f), f))
         for f in ("degrees", "shear", "brightness", "contrast", "saturation"):
             put(self, f, _nonneg(getattr(self, f), f))
@@ -149,8 +160,11 @@ class ViewConfig:
                 f"translate must be two fractions (x, y) in [0, 1]; got {self.translate!r}"
             )
         put(self, "translate", (tx, ty))
-        put(self, "affine_scale",
-            ops._range(self.affine_scale, "affine_scale", low=0.0, strict_low=True))
+        put(
+            self,
+            "affine_scale",
+            ops._range(self.affine_scale, "affine_scale", low=0.0, strict_low=True),
+        )
         check_choice(self.padding_mode, "padding_mode", ops.PADDING_MODES)
         hue = ops._number(self.hue, "hue")
         if not 0 <= hue <= 0.5:
@@ -163,19 +177,36 @@ class ViewConfig:
             raise ValueError(f"blur_kernel_size must be an odd positive int or None; got {k!r}")
         put(self, "solarize_threshold", _prob(self.solarize_threshold, "solarize_threshold"))
         put(self, "noise_std", ops._range(self.noise_std, "noise_std", low=0.0))
-        put(self, "cutout_scale",
-            ops._range(self.cutout_scale, "cutout_scale", low=0.0, high=1.0, strict_low=True))
-        put(self, "cutout_ratio",
-            ops._range(self.cutout_ratio, "cutout_ratio", low=0.0, strict_low=True))
+        put(
+            self,
+            "cutout_scale",
+            ops._range(self.cutout_scale, "cutout_scale", low=0.0, high=1.0, strict_low=True),
+        )
+        put(
+            self,
+            "cutout_ratio",
+            ops._range(self.cutout_ratio, "cutout_ratio", low=0.0, strict_low=True),
+        )
         put(self, "cutout_value", _prob(self.cutout_value, "cutout_value"))
 
     @classmethod
     def identity(cls, **overrides: object) -> ViewConfig:
         """A config with every step disabled (the pipeline returns its input), plus overrides."""
         base: dict[str, object] = dict(
-            crop_scale=None, hflip_p=0.0, vflip_p=0.0, degrees=0.0, translate=(0.0, 0.0),
-            affine_scale=(1.0, 1.0), shear=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0,
-            solarize_p=0.0, noise_p=0.0, cutout_p=0.0, name="identity",
+            crop_scale=None,
+            hflip_p=0.0,
+            vflip_p=0.0,
+            degrees=0.0,
+            translate=(0.0, 0.0),
+            affine_scale=(1.0, 1.0),
+            shear=0.0,
+            jitter_p=0.0,
+            grayscale_p=0.0,
+            blur_p=0.0,
+            solarize_p=0.0,
+            noise_p=0.0,
+            cutout_p=0.0,
+            name="identity",
         )
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
@@ -183,14 +214,19 @@ class ViewConfig:
     @property
     def uses_affine(self) -> bool:
         """Whether rotation, translation, zoom or shear is enabled."""
-        return (self.degrees > 0 or self.translate != (0.0, 0.0) or self.affine_scale != (1.0, 1.0)
-                or self.shear > 0)
+        return (
+            self.degrees > 0
+            or self.translate != (0.0, 0.0)
+            or self.affine_scale != (1.0, 1.0)
+            or self.shear > 0
+        )
 
     @property
     def uses_geometry(self) -> bool:
         """Whether the affine warp runs at all (crop, flips or affine enabled)."""
-        return (self.crop_scale is not None or self.hflip_p > 0 or self.vflip_p > 0
-                or self.uses_affine)
+        return (
+            self.crop_scale is not None or self.hflip_p > 0 or self.vflip_p > 0 or self.uses_affine
+        )
 
 
 class ViewAugment(nn.Module):
@@ -242,9 +278,14 @@ class ViewAugment(nn.Module):
         ops.check_images(images)
         return self._augment(ops._work(images), generator).to(images.dtype)
 
-    def views(self, images: Tensor, n_views: int, *,
-              generator: torch.Generator | None = None,
-              size: int | tuple[int, int] | None = None) -> Tensor:
+    def views(
+        self,
+        images: Tensor,
+        n_views: int,
+        *,
+        generator: torch.Generator | None = None,
+        size: int | tuple[int, int] | None = None,
+    ) -> Tensor:
         """``n_views`` independently augmented views of each image, all in one pass.
 
         Args:
@@ -269,8 +310,9 @@ class ViewAugment(nn.Module):
         out = self._augment(x, generator, out_size)
         return out.view(b, n_views, c, *out.shape[-2:]).to(images.dtype)
 
-    def _augment(self, x: Tensor, g: torch.Generator | None,
-                 out_size: tuple[int, int] | None = None) -> Tensor:
+    def _augment(
+        self, x: Tensor, g: torch.Generator | None, out_size: tuple[int, int] | None = None
+    ) -> Tensor:
         """Augment a batch; ``out_size`` resizes the output in the geometric warp (multi-crop)."""
         cfg = self.config
         n, _, h, w = x.shape
@@ -281,23 +323,45 @@ class ViewAugment(nn.Module):
         if cfg.uses_geometry:
             theta: Tensor | None = None
             if cfg.crop_scale is not None:
-                theta = ops.crop_matrix(n, height=h, width=w, scale=cfg.crop_scale,
-                                        ratio=cfg.crop_ratio, generator=g, device=dev)
+                theta = ops.crop_matrix(
+                    n,
+                    height=h,
+                    width=w,
+                    scale=cfg.crop_scale,
+                    ratio=cfg.crop_ratio,
+                    generator=g,
+                    device=dev,
+                )
             for p, vertical in ((cfg.hflip_p, False), (cfg.vflip_p, True)):
                 if p > 0:
                     m = ops.flip_matrix(n, p=p, vertical=vertical, generator=g, device=dev)
                     theta = m if theta is None else theta @ m
             if cfg.uses_affine:
-                m = ops.affine_matrix(n, height=h, width=w, degrees=cfg.degrees,
-                                      translate=cfg.translate, scale=cfg.affine_scale,
-                                      shear=cfg.shear, generator=g, device=dev)
+                m = ops.affine_matrix(
+                    n,
+                    height=h,
+                    width=w,
+                    degrees=cfg.degrees,
+                    translate=cfg.translate,
+                    scale=cfg.affine_scale,
+                    shear=cfg.shear,
+                    generator=g,
+                    device=dev,
+                )
                 theta = m if theta is None else theta @ m
             assert theta is not None
             x = ops._apply_affine(x, theta, cfg.padding_mode, out_size)
         h, w = x.shape[-2:]
-        x = ops._color_jitter(x, g, brightness=cfg.brightness, contrast=cfg.contrast,
-                              saturation=cfg.saturation, hue=cfg.hue, p=cfg.jitter_p,
-                              order=cfg.jitter_order)
+        x = ops._color_jitter(
+            x,
+            g,
+            brightness=cfg.brightness,
+            contrast=cfg.contrast,
+            saturation=cfg.saturation,
+            hue=cfg.hue,
+            p=cfg.jitter_p,
+            order=cfg.jitter_order,
+        )
         x = ops._grayscale(x, cfg.grayscale_p, g)
         if cfg.blur_p > 0:
             k = cfg.blur_kernel_size or ops.blur_kernel_size(h, w)
@@ -328,9 +392,21 @@ def _digits(channels: int, image_size: int) -> ViewConfig:
     # 8x8 digits: mild crops, no flips (a mirrored 2 is not a 2), small rotation and shift,
     # intensity jitter and light noise; no blur (an 8x8 image has nothing left to blur away).
     return ViewConfig(
-        crop_scale=(0.6, 1.0), crop_ratio=(0.8, 1.25), hflip_p=0.0, degrees=10.0,
-        translate=(0.1, 0.1), jitter_p=0.8, brightness=0.4, contrast=0.4, saturation=0.0, hue=0.0,
-        grayscale_p=0.0, blur_p=0.0, noise_p=0.5, noise_std=(0.0, 0.05), name="digits",
+        crop_scale=(0.6, 1.0),
+        crop_ratio=(0.8, 1.25),
+        hflip_p=0.0,
+        degrees=10.0,
+        translate=(0.1, 0.1),
+        jitter_p=0.8,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.0,
+        hue=0.0,
+        grayscale_p=0.0,
+        blur_p=0.0,
+        noise_p=0.5,
+        noise_std=(0.0, 0.05),
+        name="digits",
     )
 
 
@@ -338,9 +414,19 @@ def _fashion_mnist(channels: int, image_size: int) -> ViewConfig:
     # 28x28 grayscale clothing: crops (0.3, 1), left-right flips are label-preserving, intensity
     # jitter, blur half of the time (3x3 kernel at 28 px), light noise.
     return ViewConfig(
-        crop_scale=(0.3, 1.0), hflip_p=0.5, jitter_p=0.8, brightness=0.4, contrast=0.4,
-        saturation=0.0, hue=0.0, grayscale_p=0.0, blur_p=0.5, blur_sigma=(0.1, 1.0),
-        noise_p=0.5, noise_std=(0.0, 0.05), name="fashion-mnist",
+        crop_scale=(0.3, 1.0),
+        hflip_p=0.5,
+        jitter_p=0.8,
+        brightness=0.4,
+        contrast=0.4,
+        saturation=0.0,
+        hue=0.0,
+        grayscale_p=0.0,
+        blur_p=0.5,
+        blur_sigma=(0.1, 1.0),
+        noise_p=0.5,
+        noise_std=(0.0, 0.05),
+        name="fashion-mnist",
     )
 
 
@@ -374,7 +460,9 @@ def with_color_strength(config: ViewConfig, strength: float) -> ViewConfig:
     if not 0.0 <= s <= 2.5:
         raise ValueError(f"strength must lie in [0, 2.5] (hue = 0.2 * strength <= 0.5); got {s!r}")
     return dataclasses.replace(
-        config, brightness=0.8 * s, contrast=0.8 * s,
+        config,
+        brightness=0.8 * s,
+        contrast=0.8 * s,
         saturation=0.8 * s if config.saturation > 0 else 0.0,
         hue=0.2 * s if config.hue > 0 else 0.0,
     )
@@ -383,10 +471,14 @@ def with_color_strength(config: ViewConfig, strength: float) -> ViewConfig:
 def check_size(size: object, name: str = "size") -> tuple[int, int]:
     """Validate an image size given as one positive int or a pair ``(height, width)``."""
     pair = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
-    if (not isinstance(pair, tuple | list) or len(pair) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)):
-        raise ValueError(f"{name} must be a positive int or a pair (height, width) of them; "
-                         f"got {size!r}")
+    if (
+        not isinstance(pair, tuple | list)
+        or len(pair) != 2
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in pair)
+    ):
+        raise ValueError(
+            f"{name} must be a positive int or a pair (height, width) of them; got {size!r}"
+        )
     return int(pair[0]), int(pair[1])
 
 
@@ -429,12 +521,22 @@ def preset(name: str, *, channels: int, image_size: int) -> ViewConfig:
 
 
 _DATASET_ALIASES = {
-    "digits": "digits", "loaddigits": "digits", "sklearndigits": "digits",
-    "fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
-    "cifar": "cifar", "cifar10": "cifar", "cifar100": "cifar", "cifar10020": "cifar",
+    "digits": "digits",
+    "loaddigits": "digits",
+    "sklearndigits": "digits",
+    "fashionmnist": "fashion-mnist",
+    "fmnist": "fashion-mnist",
+    "cifar": "cifar",
+    "cifar10": "cifar",
+    "cifar100": "cifar",
+    "cifar10020": "cifar",
     "svhn": "cifar",
-    "stl10": "simclr", "imagenet": "simclr", "imagenette": "simclr", "imagenet100": "simclr",
-    "tinyimagenet": "simclr", "simclr": "simclr",
+    "stl10": "simclr",
+    "imagenet": "simclr",
+    "imagenette": "simclr",
+    "imagenet100": "simclr",
+    "tinyimagenet": "simclr",
+    "simclr": "simclr",
 }
 # Handwritten characters: like Fashion-MNIST but never flipped.
 _CHARACTER_SETS = {"mnist", "emnist", "kmnist", "qmnist", "usps"}
@@ -473,4 +575,3 @@ def preset_for_dataset(dataset_name: str, channels: int, image_size: int) -> Vie
         base = "fashion-mnist"
     cfg = preset(base, channels=channels, image_size=image_size)
     return dataclasses.replace(cfg, name=f"generic ({base})")
-
