@@ -190,15 +190,14 @@ def finetune(
             xb, yb = xb.to(dev), yb.to(dev)
             logits = model(xb)
             loss = F.cross_entropy(logits, yb)
-            if not math.isfinite(float(loss)):
-                raise ValueError(
-                    f"fine-tuning loss became {float(loss)} in epoch {epoch + 1}; lower lr"
-                )
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise ValueError(f"fine-tuning loss became {value} in epoch {epoch + 1}; lower lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
-            loss_sum += float(loss) * xb.shape[0]
+            loss_sum += value * xb.shape[0]
             correct += int((logits.detach().argmax(dim=1) == yb).sum())
             seen += xb.shape[0]
         epoch_losses.append(loss_sum / seen)

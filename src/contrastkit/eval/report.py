@@ -245,9 +245,9 @@ def _plot_align_uniform(
         fig.colorbar(sc, ax=ax_p, label="epoch")
     else:
         note = (
-            "No alignment/uniformity trajectory was monitored (the trainer's monitor records "
-            "alignment only when it is given an augmentation); the final model's values were "
-            "computed for this report and are shown as a point."
+            "No alignment/uniformity trajectory was monitored (train with monitor_every=K, e.g. "
+            "`--set monitor_every=1`); the final model's values were computed for this report "
+            "and are shown as a point."
         )
         _note_text(ax_p, "trajectory not monitored: final model only")
     ax_p.plot([final_unif], [final_align], "*", color="tab:red", ms=14, zorder=4, label="final")
