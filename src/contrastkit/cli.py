@@ -181,6 +181,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 
 def _run_losses(args: argparse.Namespace) -> int:
+    import contrastkit.train  # noqa: F401  (registers the trainer's moco_v2 and mochi)
     from contrastkit.losses import loss_info, loss_names
 
     for name in loss_names():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+import contrastkit.train  # noqa: F401  (registers the momentum-queue objectives)
 from contrastkit.losses import get_loss, loss_info
 
 STEPS = 3
@@ -22,6 +23,8 @@ CASES: dict[str, tuple[dict[str, object], int]] = {
     "isogclr": ({"temperature": 0.3, "num_samples": DATASET, "eta": 0.05}, 2),
     "cacr": ({"tau_minus": 0.9}, 3),
     "groco": ({"topk_negatives": 4, "stop_grad": False}, 2),
+    "moco_v2": ({"queue_size": 30, "temperature": 0.3}, 2),
+    "mochi": ({"queue_size": 30, "mix_hard": 8, "mix_pairs": 5, "mix_query": 3}, 2),
 }
 REQUIRED = ("ntxent", "supcon", "dcl")
 
@@ -45,7 +48,10 @@ def build_case(name: str, *, reduction: str) -> tuple[nn.Module, nn.Module]:
     kwargs, _ = CASES[name]
     torch.manual_seed(1234)
     model = nn.Linear(IN_DIM, OUT_DIM)
-    return model, get_loss(name, reduction=reduction, **kwargs)
+    loss = get_loss(name, reduction=reduction, **kwargs)
+    if getattr(loss_info(name), "momentum_encoder", False):
+        loss.attach(model, OUT_DIM)  # type: ignore[operator]  # queue of random keys
+    return model, loss
 
 
 def case_batch(name: str, step: int) -> tuple[Tensor, Tensor | None, Tensor | None]:

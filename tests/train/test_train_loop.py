@@ -190,3 +190,37 @@ def test_non_finite_loss_stops_with_a_clear_error(
     monkeypatch.setitem(registry._REGISTRY, "nan_loss", LossInfo("nan_loss", NaNLoss, "nan"))
     with pytest.raises(FloatingPointError, match="loss became nan at epoch 1, step 1"):
         fit(FitConfig(out=str(tmp_path / "nan"), loss="nan_loss", **TINY))
+
+
+def test_moco_queue_and_key_encoder_resume_exactly(tmp_path: Path) -> None:
+    cfg = {
+        **TINY,
+        "loss": "mochi",
+        "temperature": 0.2,
+        "loss_kwargs": {"queue_size": 300, "mix_hard": 32, "mix_pairs": 8, "mix_query": 4,
+                        "mix_start_step": 3, "momentum": 0.9},
+    }  # fmt: skip
+    ref = fit(FitConfig(out=str(tmp_path / "ref"), **cfg))
+    state = load_file(str(tmp_path / "ref" / "checkpoints" / "step-00000010.safetensors"))
+    assert int(state["loss.queue.ptr"]) == (300 + 10 * 256) % 300 and int(state["loss.steps"]) == 10
+    online = ref.model.state_dict()["head.net.2.weight"]
+    key = state["loss.key_encoder.module.head.net.2.weight"]
+    assert not torch.equal(online, key)  # an EMA copy, not the online weights
+
+    class CrashError(Exception):
+        pass
+
+    def crash(record: dict[str, Any]) -> None:
+        if record["step"] == 7:
+            raise CrashError
+
+    with pytest.raises(CrashError):
+        fit(FitConfig(out=str(tmp_path / "crash"), **cfg), on_step=crash)
+    resume_run(tmp_path / "crash")
+    again = load_file(str(tmp_path / "crash" / "checkpoints" / "step-00000010.safetensors"))
+    for name, value in state.items():
+        if not name.startswith("rng."):
+            assert torch.equal(value, again[name]), name
+    assert lines(tmp_path / "crash" / "steps.jsonl") == lines(tmp_path / "ref" / "steps.jsonl")
+    with pytest.raises(ValueError, match="needs views=2"):
+        FitConfig(loss="moco_v2", views=3)

@@ -24,6 +24,8 @@ EXPECTED = {
     "isogclr": "isogclr",
     "cacr": "cacr",
     "groco": "groco",
+    "moco": "moco_v2",
+    "mochi": "mochi",
 }
 
 TINY = {

@@ -1,5 +1,6 @@
 """Training: the loop, its configuration, recipes, optimizers, checkpoints and resume."""
 
+from contrastkit.train import moco  # registers the moco_v2 and mochi objectives
 from contrastkit.train.checkpoint import CheckpointError, CheckpointManager, CheckpointWarning
 from contrastkit.train.config import FitConfig, config_from_mapping
 from contrastkit.train.loop import (
@@ -27,6 +28,7 @@ __all__ = [
     "fit",
     "load_recipe",
     "load_run",
+    "moco",
     "recipe_config",
     "recipe_names",
     "resume_run",

@@ -104,6 +104,11 @@ class FitConfig:
         if self.grad_clip is not None:
             check_positive(self.grad_clip, "grad_clip")
         _check_loss_kwargs(self.loss, info.factory, self.loss_kwargs)
+        if getattr(info, "momentum_encoder", False) and self.views != 2:
+            raise ValueError(
+                f"loss {self.loss!r} contrasts the queries of view 0 with the momentum keys of view 1; "
+                f"it needs views=2, got {self.views}"
+            )
         if self.views < info.min_views and not info.needs_labels:
             raise ValueError(
                 f"loss {self.loss!r} needs views >= {info.min_views}, got {self.views}"

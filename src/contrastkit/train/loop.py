@@ -340,12 +340,16 @@ def _fit(
     channels, height, _ = train.image_shape
     info = loss_info(config.loss)
     needs_index = bool(getattr(info, "needs_index", False))
+    momentum = bool(getattr(info, "momentum_encoder", False))  # MoCo-style: keys from an EMA copy
     augment_name = config.augment or config.data
     augment = ViewAugment(preset_for_dataset(augment_name, channels=channels, image_size=height))
     model = build_model(config, channels).to(device)
     if device.type == "cpu" or use_bf16:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loss_fn = build_loss(config, len(train)).to(device)
+    loss_fn = build_loss(config, len(train))
+    if momentum:
+        loss_fn.attach(model, config.head_out_dim)  # type: ignore[operator]
+    loss_fn = loss_fn.to(device)
     criterion = DistributedLoss(loss_fn)
     sampler = ShardedBatchSampler(
         len(train), config.batch_size, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size
@@ -427,12 +431,20 @@ def _fit(
                 gen = view_generator(seed=config.seed, epoch=epoch, step=step, rank=ctx.rank)
                 views = augment.views(x, config.views, generator=gen)  # (b, V, C, H, W)
                 b, v = views.shape[:2]
-                flat = views.reshape(b * v, *views.shape[2:]).contiguous(
-                    memory_format=torch.channels_last
-                )
-                with _autocast(device, use_bf16):
-                    _, z = net(flat)
-                z = z.float().reshape(b, v, -1)
+                if momentum:  # queries from the online model, keys from its momentum copy
+                    q_img = views[:, 0].contiguous(memory_format=torch.channels_last)
+                    k_img = views[:, 1].contiguous(memory_format=torch.channels_last)
+                    with _autocast(device, use_bf16):
+                        _, zq = net(q_img)
+                        zk = loss_fn.encode_keys(k_img)  # type: ignore[operator]
+                    z = torch.stack([zq.float(), zk.float()], dim=1)
+                else:
+                    flat = views.reshape(b * v, *views.shape[2:]).contiguous(
+                        memory_format=torch.channels_last
+                    )
+                    with _autocast(device, use_bf16):
+                        _, z = net(flat)
+                    z = z.float().reshape(b, v, -1)
                 batch_labels = labels[idx].to(device) if info.needs_labels else None
                 batch_index = idx.to(device) if needs_index else None
                 loss = criterion(z, batch_labels, batch_index)
@@ -459,6 +471,8 @@ def _fit(
                     record["grad_norm"] = float(norm)
                 optimizer.step()
                 schedule.step()
+                if momentum:
+                    loss_fn.update_key_encoder(model)  # type: ignore[operator]
                 progress.global_step += 1
                 progress.step_in_epoch = step + 1
                 progress.loss_sum += global_loss * sampler.global_batch
