@@ -238,3 +238,21 @@ def test_report_opens_in_headless_chromium(run: Path, tmp_path: Path) -> None:
     assert sorted(result["loaded"]) == sorted(PNGS)
     assert result["metrics_rows"] >= 10
     assert {"knn_acc", "linear_acc", "alignment", "uniformity"} <= set(result["metric_names"])
+
+
+@pytest.mark.slow
+def test_report_of_a_bare_run_recomputes_the_metrics(run: Path, tmp_path: Path) -> None:
+    """Without logs and metrics.json (e.g. `evaluate=False`), kNN and linear are recomputed."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(run / name, bare / name)
+    page = write_report(bare, max_points=100)
+    summary = json.loads((bare / "report" / "summary.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert summary["knn_acc"] == pytest.approx(metrics["knn_acc"])
+    assert summary["linear_acc"] == pytest.approx(metrics["linear_acc"])
+    text = page.read_text(encoding="utf-8")
+    assert "No kNN accuracy was monitored" in text
+    assert "No alignment/uniformity trajectory was monitored" in text
+    assert all((bare / "report" / name).is_file() for name in PNGS)

@@ -254,6 +254,7 @@ def _plot_align_uniform(
     ax_p.set_xlabel("uniformity  (log E exp(-2||f(x)-f(y)||²), lower is better)")
     ax_p.set_ylabel("alignment  (E||f(x)-f(x')||², lower is better)")
     ax_p.set_title("Alignment-uniformity plane")
+    ax_p.locator_params(axis="x", nbins=4)
     ax_p.grid(alpha=0.3)
     ax_p.legend(fontsize=7)
     return fig, note
