@@ -1,0 +1,127 @@
+"""G-SimCLR, MCL and continual-SupCon recipes on a tiny image set; the pluggable-order loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from contrastkit.data import ArrayDataset
+from contrastkit.models import ContrastiveModel, MLPHead, SmallCNN
+from contrastkit.train.config import FitConfig
+from contrastkit.train.strategies import (
+    batch_label_purity,
+    fit_continual_supcon,
+    fit_gsimclr,
+    fit_mcl,
+    random_batches,
+    train_contrastive,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """160 8x8 images of 4 classes (a bright quadrant per class, plus noise)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 40)
+    x = rng.uniform(0, 0.3, size=(160, 8, 8))
+    for i, c in enumerate(y):
+        r, q = divmod(int(c), 2)
+        x[i, 4 * r : 4 * r + 4, 4 * q : 4 * q + 4] += 0.6
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x=(x.clip(0, 1) * 255).astype(np.uint8), y=y)
+    return path
+
+
+def _config(path: Path, **kw: object) -> FitConfig:
+    base: dict[str, object] = {
+        "data": str(path),
+        "epochs": 2,
+        "batch_size": 16,
+        "encoder_widths": (8, 8),
+        "encoder_strides": (1, 2),
+        "head_hidden_dim": 16,
+        "head_out_dim": 8,
+        "warmup_epochs": 0,
+        "device": "cpu",
+        "threads": 1,
+        "progress": False,
+        "tensorboard": False,
+    }
+    base.update(kw)
+    return FitConfig(**base)  # type: ignore[arg-type]
+
+
+def test_train_contrastive_uses_the_given_order() -> None:
+    data = ArrayDataset(torch.rand(32, 1, 8, 8), torch.arange(32) % 4, "toy", 4)
+    calls: list[int] = []
+    fixed = [torch.arange(0, 8), torch.arange(8, 16)]
+
+    def order(epoch: int) -> list[torch.Tensor]:
+        calls.append(epoch)
+        return fixed
+
+    cfg = FitConfig(epochs=2, batch_size=8, warmup_epochs=0, device="cpu", progress=False)
+    torch.manual_seed(0)
+    model = ContrastiveModel(
+        SmallCNN(in_channels=1, widths=(8,), strides=(1,)), MLPHead(8, hidden_dim=16, out_dim=8)
+    )
+    hist = train_contrastive(model, data, cfg, order, tag="x")
+    assert [h["steps"] for h in hist] == [2, 2] and hist[0]["stage"] == "x"
+    assert 0 in calls and 1 in calls
+    torch.manual_seed(0)
+    again = ContrastiveModel(
+        SmallCNN(in_channels=1, widths=(8,), strides=(1,)), MLPHead(8, hidden_dim=16, out_dim=8)
+    )
+    assert [h["loss"] for h in train_contrastive(again, data, cfg, order)] == [
+        h["loss"] for h in hist
+    ]
+    with pytest.raises(ValueError, match="no batch"):
+        train_contrastive(again, data, cfg, lambda e: [])
+
+
+def test_random_batches_and_purity() -> None:
+    order = random_batches(10, 4, seed=0)
+    assert [b.numel() for b in order(0)] == [4, 4]
+    assert not torch.equal(order(0)[0], order(1)[0])
+    y = torch.tensor([0, 0, 1, 1])
+    assert batch_label_purity([torch.arange(4)], y) == pytest.approx(4 / 12)
+    assert batch_label_purity([torch.tensor([0, 1])], y) == 1.0
+    with pytest.raises(ValueError, match="larger"):
+        random_batches(3, 4, seed=0)
+
+
+def test_gsimclr_recipe(tiny_npz: Path) -> None:
+    res = fit_gsimclr(_config(tiny_npz), dae_epochs=1, dae_latent_dim=8)
+    m = res.metrics
+    assert m["n_clusters"] == 16 and res.extras["pseudo_labels"].labels.max() < 16
+    for key in ("gsimclr_knn_acc", "gsimclr_linear_acc", "simclr_knn_acc", "simclr_linear_acc"):
+        assert 0.0 <= m[key] <= 1.0
+    assert [h["stage"] for h in res.history] == ["gsimclr"] * 2 + ["simclr"] * 2
+
+
+def test_mcl_recipe(tiny_npz: Path) -> None:
+    res = fit_mcl(_config(tiny_npz, batch_size=8), stages=2, k=2)
+    m = res.metrics
+    assert m["mcl_feature_dim"] == 2 * m["mcl_last_feature_dim"]
+    assert m["stage1_cells"] == 2 and len(res.extras["stage_models"]) == 2
+    # cell batches hold more same-label pairs than random ones (negatives share stage-0 clusters)
+    assert m["stage1_same_label_pairs"] > m["stage0_same_label_pairs"]
+    assert [h["stage"] for h in res.history] == ["stage0", "stage1", "simclr", "simclr"]
+    with pytest.raises(ValueError, match="epoch"):
+        fit_mcl(_config(tiny_npz), stages=3)
+
+
+def test_continual_recipe_with_and_without_replay(tiny_npz: Path) -> None:
+    cfg = _config(tiny_npz, loss="supcon", temperature=0.2)
+    res = fit_continual_supcon(cfg, tasks=[[0, 1], [2, 3]], epochs_per_task=1, buffer_capacity=12)
+    m = res.metrics
+    assert len(m["accuracy_matrix"]) == 2 and len(m["accuracy_matrix"][1]) == 2
+    assert sum(m["buffer_class_counts"].values()) == 12
+    assert set(m["buffer_class_counts"]) == {0, 1, 2, 3}
+    none = fit_continual_supcon(cfg, tasks=[[0, 1], [2, 3]], epochs_per_task=1, buffer_capacity=0)
+    assert none.metrics["replay_per_batch"] == 0 and none.metrics["buffer_class_counts"] == {}
+    with pytest.raises(ValueError, match="disjoint"):
+        fit_continual_supcon(cfg, tasks=[[0, 1], [1, 2]])
