@@ -61,6 +61,10 @@ def _nonneg(value: object, name: str) -> float:
 class ViewConfig:
     """Parameters of :class:`ViewAugment`; the defaults are SimCLR's ImageNet pipeline.
 
+    The colour jitter defaults (0.4, 0.4, 0.4, 0.1) are SimCLR's strength ``s = 0.5``; the paper's
+    ImageNet default strength is ``s = 1`` (0.8, 0.8, 0.8, 0.2, also ScatSimCLR's), which
+    :func:`with_color_strength` sets.
+
     Every field is validated on construction (a ``ValueError`` names the field, what it must be and
     what came). Pairs may be given as lists; they are stored as tuples of floats. Use
     ``dataclasses.replace(cfg, field=value)`` to derive a variant and :meth:`identity` for a config
@@ -379,7 +383,8 @@ class ViewAugment(nn.Module):
 def _simclr(channels: int, image_size: int) -> ViewConfig:
     # SimCLR (Chen et al., 2020), appendix A: crop (0.08, 1), flip 0.5, colour jitter (0.8 * s with
     # s = 0.5 -> 0.4, 0.4, 0.4, 0.1) with p = 0.8, grayscale 0.2, blur p = 0.5, sigma (0.1, 2.0),
-    # kernel 10% of the image side.
+    # kernel 10% of the image side. The paper's ImageNet strength is s = 1 (0.8, 0.8, 0.8, 0.2):
+    # with_color_strength(preset("simclr", ...), 1.0).
     return ViewConfig(name="simclr")
 
 
