@@ -91,10 +91,16 @@ def rotation_batch(
     return inputs, labels
 
 
+@functools.lru_cache(maxsize=2)
+def _all_permutations(tiles: int) -> Tensor:
+    """Every permutation of ``range(tiles)`` in lexicographic order, int8 ``(tiles!, tiles)``."""
+    return torch.tensor(list(itertools.permutations(range(tiles))), dtype=torch.int8)
+
+
 @functools.lru_cache(maxsize=8)
 def _permutations(n: int, grid: int, seed: int) -> Tensor:
     tiles = grid * grid
-    every = torch.tensor(list(itertools.permutations(range(tiles))), dtype=torch.int8)
+    every = _all_permutations(tiles)
     g = torch.Generator().manual_seed(seed)
     first = int(torch.randint(0, every.shape[0], (1,), generator=g))
     chosen = [first]
