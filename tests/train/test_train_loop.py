@@ -224,3 +224,34 @@ def test_moco_queue_and_key_encoder_resume_exactly(tmp_path: Path) -> None:
     assert lines(tmp_path / "crash" / "steps.jsonl") == lines(tmp_path / "ref" / "steps.jsonl")
     with pytest.raises(ValueError, match="needs views=2"):
         FitConfig(loss="moco_v2", views=3)
+
+
+def test_tensorboard_events_when_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a (fake) ``torch.utils.tensorboard``, step and epoch scalars are written; a resumed run
+    purges the events after its checkpoint."""
+    writers: list[Any] = []
+
+    class FakeWriter:
+        def __init__(self, log_dir: str, purge_step: int | None = None) -> None:
+            self.log_dir, self.purge_step, self.scalars = log_dir, purge_step, []
+            self.closed = False
+            writers.append(self)
+
+        def add_scalar(self, tag: str, value: float, step: int) -> None:
+            self.scalars.append((tag, value, step))
+
+        def close(self) -> None:
+            self.closed = True
+
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = FakeWriter  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    cfg = {**TINY, "tensorboard": True, "epochs": 1}
+    fit(FitConfig(out=str(tmp_path / "tb"), **cfg))
+    (w,) = writers
+    assert w.log_dir == str(tmp_path / "tb" / "tensorboard") and w.purge_step is None and w.closed
+    tags = {t for t, _, _ in w.scalars}
+    assert {"step/loss", "step/lr", "epoch/loss", "epoch/samples_per_s"} <= tags
+    assert [s for t, _, s in w.scalars if t == "step/loss"] == [1, 2, 3, 4, 5]
+    resume_run(tmp_path / "tb")  # finished: nothing new, but the writer purges after step 5
+    assert writers[1].purge_step == 5
