@@ -263,7 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_recipes = sub.add_parser("recipes", help="list the training recipes, or print one")
     p_recipes.add_argument("name", nargs="?", default=None, help="print this recipe's YAML")
     _report_embed_parsers(sub)
+    from contrastkit.train.strategies.graph_clustering import add_cluster_arguments
+
+    add_cluster_arguments(
+        sub.add_parser("cluster", help="graph clustering (SCGC/SCGC*): ACC, NMI, ARI")
+    )
     return parser
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    from contrastkit.train.strategies.graph_clustering import run_cluster
+
+    return run_cluster(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -272,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"fit": _run_fit, "eval": _run_eval, "losses": _run_losses, "recipes": _run_recipes}
-    handlers.update({"report": _run_report, "embed": _run_embed})
+    handlers.update({"report": _run_report, "embed": _run_embed, "cluster": _run_cluster})
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

@@ -5,6 +5,8 @@ learning, graph clustering and other modalities.
 - :func:`fit_mcl` (MCL): multistage training inside pseudo-label cells, concatenated features.
 - :func:`core_tune`, :class:`CoreTuningLoss` (Core-tuning): contrast-regularised fine-tuning.
 - :func:`fit_continual_supcon` (COCONUT): class-incremental SupCon with a rehearsal buffer.
+- :func:`scgc_cluster` (SCGC / SCGC*): graph clustering with an MLP, the neighbourhood or
+  influence-augmented contrastive loss and a DEC head (``contrastkit cluster``).
 
 Each returns its measurements next to a same-budget baseline where the method defines one.
 """
@@ -23,10 +25,12 @@ from contrastkit.train.strategies.coretuning import (
     hard_pair_mixing,
     soft_label_ids,
 )
+from contrastkit.train.strategies.graph_clustering import ClusterRun, load_graph_data, scgc_cluster
 from contrastkit.train.strategies.gsimclr import fit_gsimclr
 from contrastkit.train.strategies.mcl import fit_mcl
 
 __all__ = [
+    "ClusterRun",
     "CoreTuningLoss",
     "FinetuneRun",
     "StrategyResult",
@@ -37,7 +41,9 @@ __all__ = [
     "fit_gsimclr",
     "fit_mcl",
     "hard_pair_mixing",
+    "load_graph_data",
     "random_batches",
+    "scgc_cluster",
     "soft_label_ids",
     "train_contrastive",
 ]
