@@ -7,6 +7,7 @@ learning, graph clustering and other modalities.
 - :func:`fit_continual_supcon` (COCONUT): class-incremental SupCon with a rehearsal buffer.
 - :func:`scgc_cluster` (SCGC / SCGC*): graph clustering with an MLP, the neighbourhood or
   influence-augmented contrastive loss and a DEC head (``contrastkit cluster``).
+- :func:`fit_modality`: 1-D CNN / MLP encoders on series and tables, against the raw input.
 
 Each returns its measurements next to a same-budget baseline where the method defines one.
 """
@@ -28,6 +29,7 @@ from contrastkit.train.strategies.coretuning import (
 from contrastkit.train.strategies.graph_clustering import ClusterRun, load_graph_data, scgc_cluster
 from contrastkit.train.strategies.gsimclr import fit_gsimclr
 from contrastkit.train.strategies.mcl import fit_mcl
+from contrastkit.train.strategies.modalities import fit_modality
 
 __all__ = [
     "ClusterRun",
@@ -40,6 +42,7 @@ __all__ = [
     "fit_continual_supcon",
     "fit_gsimclr",
     "fit_mcl",
+    "fit_modality",
     "hard_pair_mixing",
     "load_graph_data",
     "random_batches",
