@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--widths", default="32,64,128,256", help="encoder conv widths")
     parser.add_argument("--strides", default="2,1,2,1", help="encoder conv strides")
+    parser.add_argument("--pool", type=int, default=2, help="side of the encoder's final pooling grid")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="runs/fmnist-simclr")
@@ -76,6 +77,7 @@ def main() -> None:
         threads=args.threads,
         encoder_widths=tuple(int(w) for w in args.widths.split(",")),
         encoder_strides=tuple(int(s) for s in args.strides.split(",")),
+        encoder_pool=args.pool,
         progress=False,
     )
     wall = time.perf_counter()

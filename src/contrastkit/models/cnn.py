@@ -39,6 +39,8 @@ class SmallCNN(nn.Module):
         in_channels: image channels (1 for grayscale).
         widths: output channels of each conv layer.
         strides: stride of each conv layer (same length as ``widths``).
+        pool_size: side of the final average pooling grid; the output has
+            ``widths[-1] * pool_size**2`` features (2 keeps coarse spatial layout for 28x28 images).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class SmallCNN(nn.Module):
         in_channels: int = 1,
         widths: Sequence[int] = DEFAULT_WIDTHS,
         strides: Sequence[int] | None = None,
+        pool_size: int = 1,
     ) -> None:
         super().__init__()
         if strides is None:
@@ -67,9 +70,11 @@ class SmallCNN(nn.Module):
             layers.append(_conv_bn_relu(c, w, s))
             c = w
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be a positive integer, got {pool_size}")
+        self.pool = nn.AdaptiveAvgPool2d(pool_size)
         self.in_channels = in_channels
-        self.out_dim = c
+        self.out_dim = c * pool_size * pool_size
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:

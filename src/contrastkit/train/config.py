@@ -60,6 +60,7 @@ class FitConfig:
     warmup_epochs: int = 2
     encoder_widths: tuple[int, ...] = (32, 32, 64, 64, 128, 128)
     encoder_strides: tuple[int, ...] = (1, 1, 2, 1, 2, 1)
+    encoder_pool: int = 1
     head_hidden_dim: int = 512
     head_out_dim: int = 128
     augment: str | None = None

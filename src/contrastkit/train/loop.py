@@ -121,7 +121,10 @@ def bf16_is_fast(device: torch.device) -> bool:
 def build_model(config: FitConfig, in_channels: int) -> ContrastiveModel:
     """The encoder and projection head a config describes."""
     encoder = SmallCNN(
-        in_channels=in_channels, widths=config.encoder_widths, strides=config.encoder_strides
+        in_channels=in_channels,
+        widths=config.encoder_widths,
+        strides=config.encoder_strides,
+        pool_size=config.encoder_pool,
     )
     head = MLPHead(encoder.out_dim, hidden_dim=config.head_hidden_dim, out_dim=config.head_out_dim)
     return ContrastiveModel(encoder, head)
