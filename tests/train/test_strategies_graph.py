@@ -119,3 +119,19 @@ def test_npz_loader_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     np.savez(tmp_path / "bad.npz", x=x.numpy(), edge_index=np.array([[0], [95]]))
     assert main(["cluster", "--data", str(tmp_path / "bad.npz"), "--clusters", "3"]) == 2
     assert "outside" in capsys.readouterr().err
+
+
+def test_departure_flags() -> None:
+    x, y = _blobs(4)
+    base = scgc_cluster(x, 3, labels=y, epochs=4, **SMALL)  # type: ignore[arg-type]
+    normed = scgc_cluster(x, 3, labels=y, epochs=4, normalize_embeddings=True, **SMALL)  # type: ignore[arg-type]
+    assert torch.allclose(normed.embeddings.norm(dim=1), torch.ones(90), atol=1e-5)
+    assert not torch.allclose(base.embeddings.norm(dim=1), torch.ones(90), atol=1e-3)
+    fast = scgc_cluster(x, 3, labels=y, epochs=4, center_lr=0.1, **SMALL)  # type: ignore[arg-type]
+    refreshed = scgc_cluster(x, 3, labels=y, epochs=4, center_refresh_every=2, **SMALL)  # type: ignore[arg-type]
+    kl = [h["kl"] for h in base.history]
+    kl_fast = [h["kl"] for h in fast.history]
+    kl_refreshed = [h["kl"] for h in refreshed.history]
+    assert kl_fast[0] == kl[0] and kl_fast[1:] != kl[1:]  # same start, other centre steps
+    assert kl_refreshed[:2] == kl[:2] and kl_refreshed[2] != kl[2]  # identical until the refresh
+    assert refreshed.settings["center_refresh_every"] == 2

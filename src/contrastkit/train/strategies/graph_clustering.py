@@ -154,6 +154,7 @@ def scgc_cluster(
     kmeans_n_init: int = 20,
     normalize_embeddings: bool = False,
     center_lr: float | None = None,
+    center_refresh_every: int | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
     log: Callable[[str], None] | None = None,
@@ -187,6 +188,9 @@ def scgc_cluster(
         center_lr: Adam learning rate of the DEC centres (None: ``lr``, as the reference). With a
             strong contrastive term the embeddings move faster than centres stepping at ``lr``
             can follow, and clusters merge; a larger ``center_lr`` lets them track.
+        center_refresh_every: Every that many epochs, re-set the DEC centres by k-means on the
+            current embeddings (None: never, as the reference, which runs k-means once on the
+            pretrained embeddings).
         seed: Seed of every random choice.
         device: Where to train (None: CPU).
         log: Called with progress lines.
@@ -229,6 +233,7 @@ def scgc_cluster(
         "pretrain_epochs": pretrain_epochs,
         "normalize_embeddings": normalize_embeddings,
         "center_lr": center_lr,
+        "center_refresh_every": center_refresh_every,
         "seed": seed,
         "nodes": n,
     }
@@ -292,11 +297,15 @@ def scgc_cluster(
         z = z0
         for ep in range(epochs):
             encoder.train()
-            with torch.no_grad():
-                p = DECHead.target_distribution(head.soft_assign(embed(xd)))
+            if center_refresh_every and ep > 0 and ep % center_refresh_every == 0:
+                with torch.no_grad():
+                    _, centres = _kmeans(embed(xd), n_clusters, seed + ep, kmeans_n_init)
+                head.init_centers(torch.as_tensor(centres, dtype=torch.float32, device=dev))
+            # one full-batch step per epoch: the q of this forward *is* the current model's at
+            # the start of the epoch, so the target is that q, sharpened and detached
             z = embed(xd)
             q = head.soft_assign(z)
-            kl = head(z, p)
+            kl = head(z, DECHead.target_distribution(q.detach()))
             con = nc(z, target)
             loss = beta * kl + alpha * con
             rec = None
@@ -479,6 +488,12 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="learning rate of the DEC centres (default: --lr)",
     )
+    p.add_argument(
+        "--center-refresh-every",
+        type=int,
+        default=None,
+        help="re-set the DEC centres by k-means every N epochs (not in the reference)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument(
@@ -525,6 +540,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         pretrain_epochs=args.pretrain_epochs,
         normalize_embeddings=args.normalize_embeddings,
         center_lr=args.center_lr,
+        center_refresh_every=args.center_refresh_every,
         seed=args.seed,
         log=log,
     )
