@@ -429,6 +429,7 @@ def _fit(
             net.train()
             _set_epoch(loss_fn, epoch)
             epoch_start = time.perf_counter()
+            first_step = progress.step_in_epoch
             for step, idx in sampler.batches(epoch, start=progress.step_in_epoch):
                 x = images[idx].to(device, non_blocking=True)
                 gen = view_generator(seed=config.seed, epoch=epoch, step=step, rank=ctx.rank)
@@ -482,7 +483,13 @@ def _fit(
                 progress.samples += sampler.global_batch
                 logger.step(record)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{progress.loss_sum / progress.samples:.4f}")
+                seen = (step + 1 - first_step) * sampler.global_batch
+                rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
+                bar.set_postfix(
+                    epoch=epoch + 1,
+                    loss=f"{progress.loss_sum / progress.samples:.4f}",
+                    samples_s=f"{rate:.0f}",
+                )
                 end_of_epoch = progress.step_in_epoch == steps_per_epoch
                 if (
                     config.checkpoint_every
