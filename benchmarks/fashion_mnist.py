@@ -53,7 +53,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--widths", default="32,64,128,256", help="encoder conv widths")
     parser.add_argument("--strides", default="2,1,2,1", help="encoder conv strides")
-    parser.add_argument("--pool", type=int, default=2, help="side of the encoder's final pooling grid")
+    parser.add_argument(
+        "--pool", type=int, default=2, help="side of the encoder's final pooling grid"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", default="runs/fmnist-simclr")

@@ -26,8 +26,11 @@ def rgb() -> Tensor:
 # Each op with parameters that make it act on every sample (p = 1) and draw per-sample randomness.
 OPS: list[tuple[str, Callable[..., Tensor], dict[str, Any]]] = [
     ("crop", I.random_resized_crop, {"scale": (0.2, 0.8)}),
-    ("affine", I.random_affine,
-     {"degrees": 20.0, "translate": (0.1, 0.2), "scale": (0.8, 1.2), "shear": 10.0}),
+    (
+        "affine",
+        I.random_affine,
+        {"degrees": 20.0, "translate": (0.1, 0.2), "scale": (0.8, 1.2), "shear": 10.0},
+    ),
     ("hflip", I.random_horizontal_flip, {"p": 0.5}),
     ("jitter", I.color_jitter, {"p": 1.0}),
     ("gray", I.random_grayscale, {"p": 0.5}),
@@ -41,8 +44,9 @@ IDS = [name for name, _, _ in OPS]
 
 @pytest.mark.parametrize(("name", "op", "kw"), OPS, ids=IDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-def test_op_keeps_shape_dtype_and_range(name: str, op: Callable[..., Tensor], kw: dict[str, Any],
-                                        dtype: torch.dtype, rgb: Tensor) -> None:
+def test_op_keeps_shape_dtype_and_range(
+    name: str, op: Callable[..., Tensor], kw: dict[str, Any], dtype: torch.dtype, rgb: Tensor
+) -> None:
     x = rgb.to(dtype)
     y = op(x, gen(1), **kw)
     assert y.shape == x.shape
@@ -54,8 +58,9 @@ def test_op_keeps_shape_dtype_and_range(name: str, op: Callable[..., Tensor], kw
 
 
 @pytest.mark.parametrize(("name", "op", "kw"), OPS, ids=IDS)
-def test_op_reproducible_from_seed(name: str, op: Callable[..., Tensor], kw: dict[str, Any],
-                                   rgb: Tensor) -> None:
+def test_op_reproducible_from_seed(
+    name: str, op: Callable[..., Tensor], kw: dict[str, Any], rgb: Tensor
+) -> None:
     a = op(rgb, gen(7), **kw)
     b = op(rgb, gen(7), **kw)
     c = op(rgb, gen(8), **kw)
@@ -64,8 +69,9 @@ def test_op_reproducible_from_seed(name: str, op: Callable[..., Tensor], kw: dic
 
 
 @pytest.mark.parametrize(("name", "op", "kw"), OPS, ids=IDS)
-def test_op_draws_per_sample_parameters(name: str, op: Callable[..., Tensor],
-                                        kw: dict[str, Any]) -> None:
+def test_op_draws_per_sample_parameters(
+    name: str, op: Callable[..., Tensor], kw: dict[str, Any]
+) -> None:
     # A batch of 16 copies of one image: per-sample parameters make the outputs differ.
     one = torch.rand(1, 3, 12, 12, generator=gen(5))
     y = op(one.expand(16, 3, 12, 12).contiguous(), gen(3), **kw)
@@ -95,7 +101,8 @@ def test_global_generator_is_used_without_a_generator(rgb: Tensor) -> None:
 def test_affine_grid_matches_torch(rgb: Tensor) -> None:
     n, _, h, w = rgb.shape
     theta = I.crop_matrix(n, height=h, width=w, generator=gen(0)) @ I.affine_matrix(
-        n, height=h, width=w, degrees=30, translate=(0.1, 0.1), shear=10, generator=gen(1))
+        n, height=h, width=w, degrees=30, translate=(0.1, 0.1), shear=10, generator=gen(1)
+    )
     ours = I._affine_grid(theta, n, h, w)
     ref = F.affine_grid(theta[:, :2], [n, 3, h, w], align_corners=False)
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=0)
@@ -112,8 +119,7 @@ def test_full_crop_is_identity(rgb: Tensor) -> None:
 
 def test_crop_boxes_stay_inside_and_follow_the_ranges() -> None:
     h, w = 20, 30
-    m = I.crop_matrix(4000, height=h, width=w, scale=(0.1, 0.6), ratio=(0.5, 2.0),
-                      generator=gen(0))
+    m = I.crop_matrix(4000, height=h, width=w, scale=(0.1, 0.6), ratio=(0.5, 2.0), generator=gen(0))
     sx, sy, tx, ty = m[:, 0, 0], m[:, 1, 1], m[:, 0, 2], m[:, 1, 2]
     assert torch.all(tx.abs() + sx <= 1 + 1e-6)
     assert torch.all(ty.abs() + sy <= 1 + 1e-6)
@@ -126,8 +132,7 @@ def test_crop_boxes_stay_inside_and_follow_the_ranges() -> None:
 
 def test_crop_falls_back_to_centre_crop_when_nothing_fits() -> None:
     # A ratio of 4 cannot cover 90% of a square image: the fallback is the centred full-height box.
-    m = I.crop_matrix(5, height=10, width=10, scale=(0.9, 1.0), ratio=(4.0, 4.0),
-                      generator=gen(0))
+    m = I.crop_matrix(5, height=10, width=10, scale=(0.9, 1.0), ratio=(4.0, 4.0), generator=gen(0))
     torch.testing.assert_close(m[:, 0, 0], torch.ones(5))
     torch.testing.assert_close(m[:, 1, 1], torch.full((5,), 0.25))
     torch.testing.assert_close(m[:, :2, 2], torch.zeros(5, 2))
@@ -152,7 +157,8 @@ def test_apply_affine_rotates_a_quarter_turn_exactly() -> None:
     theta = torch.tensor([[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]]).expand(2, 2, 3)
     y = I.apply_affine(x, theta)
     assert torch.allclose(y, torch.rot90(x, 1, dims=(-2, -1)), atol=1e-6) or torch.allclose(
-        y, torch.rot90(x, -1, dims=(-2, -1)), atol=1e-6)
+        y, torch.rot90(x, -1, dims=(-2, -1)), atol=1e-6
+    )
 
 
 def test_affine_identity_settings_and_rigid_rotation_on_non_square_images(rgb: Tensor) -> None:
@@ -163,8 +169,9 @@ def test_affine_identity_settings_and_rigid_rotation_on_non_square_images(rgb: T
     # Back in pixel units the 2x2 part must be a rotation (orthonormal, det 1).
     p = torch.diag(torch.tensor([w / 2.0, h / 2.0]))
     a = p @ m[:, :2, :2] @ torch.linalg.inv(p)
-    torch.testing.assert_close(a @ a.transpose(1, 2), torch.eye(2).expand(50, 2, 2), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(
+        a @ a.transpose(1, 2), torch.eye(2).expand(50, 2, 2), atol=1e-5, rtol=0
+    )
     torch.testing.assert_close(torch.linalg.det(a), torch.ones(50), atol=1e-5, rtol=0)
     angles = torch.rad2deg(torch.atan2(a[:, 1, 0], a[:, 0, 0]))
     assert float(angles.abs().max()) <= 45.0 + 1e-3
@@ -172,8 +179,9 @@ def test_affine_identity_settings_and_rigid_rotation_on_non_square_images(rgb: T
 
 
 def test_affine_zoom_and_translation_ranges() -> None:
-    m = I.affine_matrix(200, height=10, width=10, scale=(0.5, 2.0), translate=(0.25, 0.0),
-                        generator=gen(0))
+    m = I.affine_matrix(
+        200, height=10, width=10, scale=(0.5, 2.0), translate=(0.25, 0.0), generator=gen(0)
+    )
     zoom = 1.0 / m[:, 0, 0]  # sampling matrix holds the inverse zoom
     assert float(zoom.min()) >= 0.5 - 1e-5 and float(zoom.max()) <= 2.0 + 1e-5
     torch.testing.assert_close(m[:, 1, 2], torch.zeros(200))
@@ -197,19 +205,25 @@ def test_hsv_round_trip_and_hue_shift(rgb: Tensor) -> None:
     torch.testing.assert_close(I.hsv_to_rgb(I.rgb_to_hsv(rgb)), rgb, atol=1e-5, rtol=0)
     shift = torch.linspace(-0.5, 0.5, rgb.shape[0])
     hsv = I.rgb_to_hsv(rgb)
-    hsv = torch.stack((torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0), hsv[:, 1],
-                       hsv[:, 2]), dim=1)
+    hsv = torch.stack(
+        (torch.remainder(hsv[:, 0] + shift.view(-1, 1, 1), 1.0), hsv[:, 1], hsv[:, 2]), dim=1
+    )
     torch.testing.assert_close(I._shift_hue(rgb, shift), I.hsv_to_rgb(hsv), atol=1e-5, rtol=0)
     # Pure red shifted by a third of a turn is pure green.
     red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
-    torch.testing.assert_close(I._shift_hue(red, torch.tensor([1 / 3])),
-                               torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        I._shift_hue(red, torch.tensor([1 / 3])),
+        torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1),
+        atol=1e-6,
+        rtol=0,
+    )
 
 
 def test_jitter_identity_settings(rgb: Tensor) -> None:
     assert torch.equal(I.color_jitter(rgb, gen(0), p=0.0), rgb)
-    assert torch.equal(I.color_jitter(rgb, gen(0), brightness=0, contrast=0, saturation=0, hue=0),
-                       rgb)
+    assert torch.equal(
+        I.color_jitter(rgb, gen(0), brightness=0, contrast=0, saturation=0, hue=0), rgb
+    )
     gray = rgb[:, :1].expand(-1, 3, -1, -1).contiguous()
     # Saturation and hue leave gray pixels alone.
     y = I.color_jitter(gray, gen(0), brightness=0, contrast=0, saturation=0.9, hue=0.5, p=1.0)
@@ -294,7 +308,7 @@ def test_cutout_erases_one_rectangle_per_sample(rgb: Tensor) -> None:
         rows = m.any(dim=1).nonzero().flatten()
         cols = m.any(dim=0).nonzero().flatten()
         assert rows.numel() > 0
-        box = m[int(rows.min()):int(rows.max()) + 1, int(cols.min()):int(cols.max()) + 1]
+        box = m[int(rows.min()) : int(rows.max()) + 1, int(cols.min()) : int(cols.max()) + 1]
         assert bool(box.all())  # one solid rectangle
         assert box.numel() <= math.ceil(0.3 * h * w * 1.5) + 2 * (h + w)
     assert torch.equal(I.cutout(rgb, gen(0), p=0.0), rgb)
@@ -336,8 +350,9 @@ def test_bad_inputs_are_rejected_with_clear_messages(rgb: Tensor) -> None:
         (I.cutout, {"value": float("nan")}, "value"),
     ],
 )
-def test_bad_parameters_are_rejected(op: Callable[..., Tensor], kw: dict[str, Any], match: str,
-                                     rgb: Tensor) -> None:
+def test_bad_parameters_are_rejected(
+    op: Callable[..., Tensor], kw: dict[str, Any], match: str, rgb: Tensor
+) -> None:
     with pytest.raises(ValueError, match=match):
         op(rgb, gen(0), **kw)
 
@@ -371,8 +386,9 @@ def _jitter_factors(seed: int, n: int, strength: float) -> Tensor:
     return lo + (1.0 + strength - lo) * u
 
 
-@pytest.mark.parametrize(("which", "column"), [("brightness", 0), ("contrast", 1),
-                                               ("saturation", 2)])
+@pytest.mark.parametrize(
+    ("which", "column"), [("brightness", 0), ("contrast", 1), ("saturation", 2)]
+)
 def test_jitter_steps_match_torchvision(which: str, column: int, rgb: Tensor) -> None:
     tvf = pytest.importorskip("torchvision.transforms.functional")
     kw = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0, which: 0.6}
@@ -390,8 +406,9 @@ def test_hue_grayscale_and_blur_match_torchvision(rgb: Tensor) -> None:
     ref = torch.stack([tvf.adjust_hue(img, float(s)) for img, s in zip(rgb, shift, strict=True)])
     torch.testing.assert_close(I._shift_hue(rgb, shift), ref, atol=1e-5, rtol=0)
     gray = I.random_grayscale(rgb, gen(0), p=1.0)
-    torch.testing.assert_close(gray, tvf.rgb_to_grayscale(rgb, num_output_channels=3),
-                               atol=2e-4, rtol=0)
+    torch.testing.assert_close(
+        gray, tvf.rgb_to_grayscale(rgb, num_output_channels=3), atol=2e-4, rtol=0
+    )
     for k in (3, 7):
         y = I.gaussian_blur(rgb, gen(0), sigma=(1.1, 1.1), p=1.0, kernel_size=k)
         ref = tvf.gaussian_blur(rgb, kernel_size=[k, k], sigma=[1.1, 1.1])

@@ -23,9 +23,21 @@ def rgb() -> Tensor:
 
 # Every step switched on, applied to every view.
 EVERYTHING = ViewConfig(
-    crop_scale=(0.3, 1.0), hflip_p=0.5, vflip_p=0.5, degrees=15, translate=(0.1, 0.1),
-    affine_scale=(0.9, 1.1), shear=5, padding_mode="border", jitter_p=1.0, grayscale_p=0.5,
-    blur_p=1.0, solarize_p=0.5, noise_p=1.0, noise_std=(0.01, 0.05), cutout_p=1.0,
+    crop_scale=(0.3, 1.0),
+    hflip_p=0.5,
+    vflip_p=0.5,
+    degrees=15,
+    translate=(0.1, 0.1),
+    affine_scale=(0.9, 1.1),
+    shear=5,
+    padding_mode="border",
+    jitter_p=1.0,
+    grayscale_p=0.5,
+    blur_p=1.0,
+    solarize_p=0.5,
+    noise_p=1.0,
+    noise_std=(0.01, 0.05),
+    cutout_p=1.0,
 )
 
 
@@ -117,7 +129,9 @@ def test_bad_inputs(rgb: Tensor) -> None:
 
 def test_config_normalises_and_is_frozen() -> None:
     cfg = ViewConfig(
-        crop_scale=[0.2, 1], translate=[0.1, 0], blur_sigma=[1, 2]  # type: ignore[arg-type]
+        crop_scale=[0.2, 1],
+        translate=[0.1, 0],
+        blur_sigma=[1, 2],  # type: ignore[arg-type]
     )
     assert cfg.crop_scale == (0.2, 1.0) and isinstance(cfg.crop_scale, tuple)
     assert cfg.translate == (0.1, 0.0)
@@ -174,7 +188,11 @@ def test_presets() -> None:
     simclr = preset("SimCLR", channels=3, image_size=224)
     assert simclr.crop_scale == (0.08, 1.0) and simclr.hflip_p == 0.5
     assert (simclr.brightness, simclr.contrast, simclr.saturation, simclr.hue) == (
-        0.4, 0.4, 0.4, 0.1)
+        0.4,
+        0.4,
+        0.4,
+        0.1,
+    )
     assert simclr.jitter_p == 0.8 and simclr.grayscale_p == 0.2 and simclr.blur_p == 0.5
     cifar = preset("cifar", channels=3, image_size=32)
     assert cifar.blur_p == 0.0 and dataclasses.replace(cifar, blur_p=0.5) == simclr
