@@ -44,7 +44,7 @@ def test_fit_then_eval_reproduces_the_metrics(
     [
         (["fit", "--loss", "nope", "--epochs", "1"], "unknown loss 'nope'; known losses:"),
         (["fit", "--data", "nope", "--epochs", "1"], "unknown dataset 'nope'; known names:"),
-        (["fit", "--loss", "clip"], "takes pairs of modalities"),
+        (["fit", "--loss", "clip"], "not image views"),
         (["fit", "--epochs", "0"], "epochs must be a positive integer"),
         (["eval", "/no/such/run"], "is not a contrastkit run directory"),
     ],

@@ -11,7 +11,7 @@ from torch import nn
 from contrastkit.losses.cacr import CACR
 from contrastkit.losses.clip import MILNCE, CLIPLoss, CLIPRocketLoss
 from contrastkit.losses.decoupled import DCL, DCLW
-from contrastkit.losses.geometry import AlignUniform
+from contrastkit.losses.geometry import Alignment, AlignUniform, JointEntropy, KoLeo, Uniformity
 from contrastkit.losses.global_ import ISogCLR, ISogCLRBimodal, SogCLR, SogCLRBimodal
 from contrastkit.losses.graph import NeighbourhoodContrast
 from contrastkit.losses.infonce import HardInfoNCE, InfoNCE
@@ -222,5 +222,40 @@ register_loss(
         ListwiseWasserstein1D,
         "1-D Wasserstein to graded-relevance list targets",
         input_kind="list",
+    )
+)
+
+# Regularisers: terms added to an objective, not objectives to train an encoder with on their own
+# (alignment alone collapses, uniformity alone ignores positives).
+register_loss(
+    LossInfo(
+        "alignment",
+        Alignment,
+        "alignment of positive views (Wang & Isola)",
+        input_kind="regularizer",
+    )
+)
+register_loss(
+    LossInfo(
+        "uniformity",
+        Uniformity,
+        "Gaussian-potential uniformity (Wang & Isola)",
+        input_kind="regularizer",
+    )
+)
+register_loss(
+    LossInfo(
+        "koleo",
+        KoLeo,
+        "KoLeo nearest-neighbour spreading term, on (N, D)",
+        input_kind="regularizer",
+    )
+)
+register_loss(
+    LossInfo(
+        "joint_entropy",
+        JointEntropy,
+        "SepCLR kernel joint-entropy term between common and salient heads",
+        input_kind="regularizer",
     )
 )

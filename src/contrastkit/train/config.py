@@ -83,8 +83,9 @@ class FitConfig:
         info = loss_info(self.loss)
         if info.input_kind != "views":
             raise ValueError(
-                f"loss {self.loss!r} takes pairs of modalities, not image views; image training "
-                "needs a multi-view loss (e.g. ntxent, supcon, dcl, dclw)"
+                f"loss {self.loss!r} is fed {info.input_kind!r} inputs, not image views; image "
+                "training needs a loss of kind 'views' (e.g. ntxent, supcon, dcl, dclw; "
+                "`contrastkit losses` lists each loss's kind)"
             )
         for name in ("epochs", "batch_size", "views", "knn_k"):
             value = getattr(self, name)
