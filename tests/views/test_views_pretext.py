@@ -17,7 +17,7 @@ from contrastkit.views import (
     jigsaw_permutations,
     rotation_batch,
 )
-from contrastkit.views.pretext import PAPER_START_EPOCH, PRETEXT_WEIGHT
+from contrastkit.views.pretext import PAPER_START_EPOCH, PRETEXT_WEIGHT, random_rotation_batch
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -87,6 +87,33 @@ def test_rotation_pretext_loss_schedule_and_gradients() -> None:
         RotationPretext(8, start_epoch=-1)
     with pytest.raises(ValueError, match="weight"):
         RotationPretext(8, weight=-0.1)
+
+
+def test_random_rotation_labels_match_and_cover_all_turns() -> None:
+    x = torch.rand(64, 2, 6, 6, generator=gen(0))
+    inputs, labels = random_rotation_batch(x, generator=gen(3))
+    assert inputs.shape == x.shape and labels.shape == (64,) and labels.dtype == torch.int64
+    assert set(labels.tolist()) == {0, 1, 2, 3}
+    for i in range(64):
+        assert torch.equal(torch.rot90(inputs[i], int(labels[i]), dims=(-2, -1)), x[i])
+    again, labels2 = random_rotation_batch(x, generator=gen(3))
+    assert torch.equal(again, inputs) and torch.equal(labels, labels2)
+    _, other = random_rotation_batch(x, generator=gen(4))
+    assert not torch.equal(labels, other)
+
+
+def test_rotation_pretext_one_turn_per_image() -> None:
+    torch.manual_seed(0)
+    enc = _encoder(1)
+    task = RotationPretext(8, rotations_per_image=1).eval()
+    x = torch.rand(5, 1, 8, 8, generator=gen(0))
+    out = task(enc, x, epoch=0, generator=gen(7))
+    inputs, labels = random_rotation_batch(x, generator=gen(7))
+    ce = nn.functional.cross_entropy(task.head(enc(inputs)), labels)
+    torch.testing.assert_close(out.cross_entropy, ce.detach())
+    for bad in (2, 0, True):
+        with pytest.raises(ValueError, match="rotations_per_image"):
+            RotationPretext(8, rotations_per_image=bad)
 
 
 # --- jigsaw ---------------------------------------------------------------------------------------

@@ -11,10 +11,12 @@ from contrastkit.models.heads import (
     libauc_head,
 )
 from contrastkit.models.mlp import MLPEncoder
+from contrastkit.models.registry import ENCODERS, build_encoder, encoder_names
 from contrastkit.models.resnet import BasicBlock, ResNet, resnet18, resnet34
 from contrastkit.models.scatnet import ScatNetEncoder, Scattering2D
 
 __all__ = [
+    "ENCODERS",
     "BasicBlock",
     "ContrastiveModel",
     "Conv1dEncoder",
@@ -27,7 +29,9 @@ __all__ = [
     "ScatNetEncoder",
     "Scattering2D",
     "SmallCNN",
+    "build_encoder",
     "count_parameters",
+    "encoder_names",
     "libauc_head",
     "resnet18",
     "resnet34",

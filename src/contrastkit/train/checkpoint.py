@@ -113,6 +113,18 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         ) from exc
 
 
+def weights_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The string metadata in a safetensors file's header (empty if it has none)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint at {p}")
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{p} is damaged or not a safetensors file ({exc})") from exc
+
+
 def state_dict_to_cpu(state: Mapping[str, Any]) -> dict[str, Tensor]:
     """Keep the tensor entries of a module state dict (all entries of nn.Module.state_dict)."""
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}

@@ -18,6 +18,7 @@ from typing import Any
 
 from contrastkit._validation import check_choice, check_positive
 from contrastkit.losses import loss_info
+from contrastkit.models.registry import check_encoder_kwargs, encoder_names
 
 __all__ = ["FitConfig", "check_value_type", "config_from_mapping", "config_keys"]
 
@@ -25,6 +26,9 @@ OPTIMIZERS = ("adamw", "sgd", "lars")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+PRETEXTS = ("none", "rotation", "jigsaw")
+# SmallCNN's arguments have their own config keys (kept from before encoders could be chosen).
+_SMALLCNN_KEYS = ("widths", "strides", "pool_size")
 
 
 @dataclass
@@ -58,12 +62,18 @@ class FitConfig:
     momentum: float = 0.9
     schedule: str = "cosine"
     warmup_epochs: int = 2
+    encoder: str = "smallcnn"
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
     encoder_widths: tuple[int, ...] = (32, 32, 64, 64, 128, 128)
     encoder_strides: tuple[int, ...] = (1, 1, 2, 1, 2, 1)
     encoder_pool: int = 1
     head_hidden_dim: int = 512
     head_out_dim: int = 128
     augment: str | None = None
+    pretext: str = "none"
+    pretext_weight: float = 0.3
+    pretext_start_epoch: int = 0
+    pretext_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     out: str = "runs/latest"
     device: str = "auto"
@@ -130,6 +140,20 @@ class FitConfig:
         check_choice(self.schedule, "schedule", SCHEDULES)
         check_choice(self.precision, "precision", PRECISIONS)
         check_choice(self.device, "device", DEVICES)
+        check_choice(self.encoder, "encoder", tuple(encoder_names()))
+        reserved = _SMALLCNN_KEYS if self.encoder == "smallcnn" else ()
+        check_encoder_kwargs(self.encoder, self.encoder_kwargs, reserved=reserved)
+        check_choice(self.pretext, "pretext", PRETEXTS)
+        check_positive(self.pretext_weight, "pretext_weight", allow_zero=True)
+        if (
+            isinstance(self.pretext_start_epoch, bool)
+            or not isinstance(self.pretext_start_epoch, int)
+            or self.pretext_start_epoch < 0
+        ):
+            raise ValueError(
+                f"pretext_start_epoch must be an integer >= 0, got {self.pretext_start_epoch!r}"
+            )
+        _check_pretext_kwargs(self.pretext, self.pretext_kwargs)
         self.encoder_widths = tuple(int(w) for w in self.encoder_widths)
         self.encoder_strides = tuple(int(s) for s in self.encoder_strides)
         if len(self.encoder_widths) != len(self.encoder_strides):
@@ -152,6 +176,30 @@ class FitConfig:
 
 
 _RESERVED_LOSS_KWARGS = ("reduction",)
+# Set by the trainer from the encoder and the config's pretext_* keys.
+_RESERVED_PRETEXT_KWARGS = ("in_dim", "weight", "start_epoch", "augment")
+
+
+def _check_pretext_kwargs(pretext: str, kwargs: Mapping[str, Any]) -> None:
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"pretext_kwargs must be a mapping, got {type(kwargs).__name__}")
+    if pretext == "none":
+        if kwargs:
+            raise ValueError(f"pretext_kwargs {dict(kwargs)} given but pretext is 'none'")
+        return
+    from contrastkit.views.pretext import JigsawPretext, RotationPretext
+
+    task = RotationPretext if pretext == "rotation" else JigsawPretext
+    allowed = sorted(
+        n for n in inspect.signature(task).parameters if n not in _RESERVED_PRETEXT_KWARGS
+    )
+    bad = sorted(set(kwargs) - set(allowed))
+    if bad:
+        raise ValueError(
+            f"unknown or reserved pretext_kwargs key(s) {bad} for pretext {pretext!r}; allowed: "
+            f"{', '.join(allowed)} (weight and start epoch are pretext_weight and "
+            "pretext_start_epoch)"
+        )
 
 
 def _check_loss_kwargs(loss: str, factory: Any, kwargs: Mapping[str, Any]) -> None:

@@ -44,19 +44,20 @@ from contrastkit.distributed import (
 )
 from contrastkit.eval import extract_features, knn_accuracy, linear_probe
 from contrastkit.losses import get_loss, loss_info
-from contrastkit.models import ContrastiveModel, MLPHead, SmallCNN, count_parameters
+from contrastkit.models import ContrastiveModel, MLPHead, build_encoder, count_parameters
 from contrastkit.train.checkpoint import (
     CheckpointError,
     CheckpointManager,
     atomic_write_json,
     load_weights,
     save_weights,
+    weights_metadata,
 )
 from contrastkit.train.config import FitConfig, config_from_mapping
 from contrastkit.train.logging import EPOCH_LOG, STEP_LOG, RunLogger, truncate_logs
 from contrastkit.train.optim import build_optimizer, build_schedule
 from contrastkit.train.state import Progress, capture_state, restore_state
-from contrastkit.views import ViewAugment, preset_for_dataset
+from contrastkit.views import JigsawPretext, RotationPretext, ViewAugment, preset_for_dataset
 
 __all__ = ["FitResult", "build_model", "evaluate_encoder", "fit", "load_run", "resume_run"]
 
@@ -118,16 +119,50 @@ def bf16_is_fast(device: torch.device) -> bool:
     return bool(check()) if check is not None else False
 
 
-def build_model(config: FitConfig, in_channels: int) -> ContrastiveModel:
-    """The encoder and projection head a config describes."""
-    encoder = SmallCNN(
-        in_channels=in_channels,
-        widths=config.encoder_widths,
-        strides=config.encoder_strides,
-        pool_size=config.encoder_pool,
+def build_model(
+    config: FitConfig, in_channels: int, image_size: int | None = None
+) -> ContrastiveModel:
+    """The encoder and projection head a config describes.
+
+    ``image_size`` (the side of the square training images) is needed by encoders with a fixed
+    input shape (``scatnet``).
+    """
+    kwargs = dict(config.encoder_kwargs)
+    if config.encoder == "smallcnn":
+        kwargs.update(
+            widths=config.encoder_widths,
+            strides=config.encoder_strides,
+            pool_size=config.encoder_pool,
+        )
+    encoder = build_encoder(
+        config.encoder, in_channels=in_channels, image_size=image_size, **kwargs
     )
-    head = MLPHead(encoder.out_dim, hidden_dim=config.head_hidden_dim, out_dim=config.head_out_dim)
+    out_dim = int(encoder.out_dim)  # type: ignore[arg-type]
+    head = MLPHead(out_dim, hidden_dim=config.head_hidden_dim, out_dim=config.head_out_dim)
     return ContrastiveModel(encoder, head)
+
+
+def build_pretext(
+    config: FitConfig, in_dim: int, augment: ViewAugment, image_size: int
+) -> RotationPretext | JigsawPretext | None:
+    """The config's pretext regulariser (None for ``pretext="none"``).
+
+    Rotated copies and jigsaw tiles are augmented with the training views' pipeline, and jigsaw
+    tiles are resized to the image size unless ``pretext_kwargs`` sets ``tile_size``, as in
+    ScatSimCLR's reference code.
+    """
+    kwargs: dict[str, Any] = dict(
+        weight=config.pretext_weight,
+        start_epoch=config.pretext_start_epoch,
+        augment=augment,
+        **config.pretext_kwargs,
+    )
+    if config.pretext == "rotation":
+        return RotationPretext(in_dim, **kwargs)
+    if config.pretext == "jigsaw":
+        kwargs.setdefault("tile_size", image_size)
+        return JigsawPretext(in_dim, **kwargs)
+    return None
 
 
 def build_loss(config: FitConfig, dataset_size: int) -> nn.Module:
@@ -346,7 +381,12 @@ def _fit(
     momentum = bool(getattr(info, "momentum_encoder", False))  # MoCo-style: keys from an EMA copy
     augment_name = config.augment or config.data
     augment = ViewAugment(preset_for_dataset(augment_name, channels=channels, image_size=height))
-    model = build_model(config, channels).to(device)
+    model = build_model(config, channels, height).to(device)
+    encoder_dim = int(model.encoder.out_dim)  # type: ignore[arg-type]
+    pretext = build_pretext(config, encoder_dim, augment, height)
+    extra_modules: dict[str, nn.Module] = {}
+    if pretext is not None:
+        extra_modules["pretext"] = pretext.to(device)
     if device.type == "cpu" or use_bf16:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     loss_fn = build_loss(config, len(train))
@@ -358,7 +398,10 @@ def _fit(
         len(train), config.batch_size, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size
     )
     steps_per_epoch = len(sampler)
+    # Parameters outside the DDP-wrapped model: their gradients are averaged by hand.
     loss_params = list(loss_fn.parameters())
+    for module in extra_modules.values():
+        loss_params.extend(module.parameters())
     optimizer = build_optimizer(config, list(model.parameters()) + loss_params)
     schedule = build_schedule(config, optimizer, steps_per_epoch)
     net: nn.Module = model
@@ -380,7 +423,13 @@ def _fit(
         tensors, meta, path = loaded
         _check_resume_config(meta.get("config"), config)
         progress = restore_state(
-            tensors, meta, model=model, loss=loss_fn, optimizer=optimizer, scheduler=schedule
+            tensors,
+            meta,
+            model=model,
+            loss=loss_fn,
+            optimizer=optimizer,
+            scheduler=schedule,
+            modules=extra_modules,
         )
         last_epoch_loss = float(meta.get("last_epoch_loss", math.nan))
         resumed_from = str(path)
@@ -411,6 +460,7 @@ def _fit(
             optimizer=optimizer,
             scheduler=schedule,
             progress=progress,
+            modules=extra_modules,
             extra={
                 "config": config.to_dict(),
                 "logs": logger.offsets(),
@@ -420,6 +470,12 @@ def _fit(
         )
         checkpoints.save(progress.global_step, tensors, meta)
 
+    def encode(batch: torch.Tensor) -> torch.Tensor:
+        """The encoder as the training step runs it (pretext tasks call it on their inputs)."""
+        with _autocast(device, use_bf16):
+            h = model.encoder(batch.contiguous(memory_format=torch.channels_last))
+        return h.float()
+
     images, labels = train.images, train.labels
     all_params = [p for group in optimizer.param_groups for p in group["params"]]
     bar = _progress(config, steps_per_epoch, initial=progress.global_step, enabled=ctx.is_main)
@@ -427,6 +483,8 @@ def _fit(
     try:
         for epoch in range(progress.epoch, config.epochs):
             net.train()
+            for module in extra_modules.values():
+                module.train()
             _set_epoch(loss_fn, epoch)
             epoch_start = time.perf_counter()
             first_step = progress.step_in_epoch
@@ -452,6 +510,11 @@ def _fit(
                 batch_labels = labels[idx].to(device) if info.needs_labels else None
                 batch_index = idx.to(device) if needs_index else None
                 loss = criterion(z, batch_labels, batch_index)
+                total = loss
+                pretext_out = None
+                if pretext is not None:
+                    pretext_out = pretext(encode, x, epoch=epoch, generator=gen)
+                    total = loss + pretext_out.loss
                 global_loss = float(all_reduce_mean(loss))
                 if not math.isfinite(global_loss):
                     raise FloatingPointError(
@@ -459,7 +522,7 @@ def _fit(
                         "the learning rate, raise the temperature or set grad_clip"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                total.backward()
                 average_gradients(loss_params)
                 record: dict[str, Any] = {
                     "step": progress.global_step + 1,
@@ -470,6 +533,9 @@ def _fit(
                 objective = getattr(loss_fn, "last_objective", None)
                 if isinstance(objective, torch.Tensor):  # e.g. iSogCLR: the true objective
                     record["objective"] = float(objective)
+                if pretext_out is not None and pretext_out.weight > 0:
+                    record["pretext_loss"] = float(all_reduce_mean(pretext_out.cross_entropy))
+                    record["pretext_acc"] = float(all_reduce_mean(pretext_out.accuracy))
                 if config.grad_clip is not None:
                     norm = torch.nn.utils.clip_grad_norm_(all_params, config.grad_clip)
                     record["grad_norm"] = float(norm)
@@ -523,7 +589,13 @@ def _fit(
     metrics: dict[str, Any] = {}
     if ctx.is_main:
         save_weights(
-            run_dir / WEIGHTS_FILE, model.state_dict(), metadata={"format": "contrastkit/1"}
+            run_dir / WEIGHTS_FILE,
+            model.state_dict(),
+            metadata={
+                "format": "contrastkit/1",
+                "in_channels": str(channels),
+                "image_size": str(height),
+            },
         )
         if config.evaluate:
             with _fork_rng(device):
@@ -542,6 +614,8 @@ def _fit(
                 "steps": progress.global_step,
                 "final_loss": last_epoch_loss,
                 "encoder_parameters": count_parameters(model.encoder),
+                "trainable_parameters": count_parameters(model)
+                + sum(count_parameters(m) for m in extra_modules.values()),
                 "precision": "bf16" if use_bf16 else "fp32",
                 "device": str(device),
                 "world_size": ctx.world_size,
@@ -600,9 +674,18 @@ def load_run(run_dir: str | Path) -> tuple[FitConfig, ContrastiveModel]:
         raise FileNotFoundError(f"{path} is not a contrastkit run directory: {cfg_path} is missing")
     config = config_from_mapping(json.loads(cfg_path.read_text()), source=str(cfg_path))
     weights = load_weights(path / WEIGHTS_FILE)
-    first_conv = weights.get("encoder.features.0.0.weight")
-    if first_conv is None:
-        raise ValueError(f"{path / WEIGHTS_FILE} does not hold a contrastkit SmallCNN encoder")
-    model = build_model(config, int(first_conv.shape[1]))
+    header = weights_metadata(path / WEIGHTS_FILE)
+    if "in_channels" in header:
+        in_channels = int(header["in_channels"])
+        image_size = int(header["image_size"]) if "image_size" in header else None
+    else:  # runs saved before the header held the input shape: SmallCNN only
+        first_conv = weights.get("encoder.features.0.0.weight")
+        if first_conv is None:
+            raise ValueError(
+                f"{path / WEIGHTS_FILE} has no input shape in its header and does not hold a "
+                "contrastkit SmallCNN encoder"
+            )
+        in_channels, image_size = int(first_conv.shape[1]), None
+    model = build_model(config, in_channels, image_size)
     model.load_state_dict(weights)
     return config, model

@@ -104,11 +104,17 @@ def capture_state(
     scheduler: LRScheduler,
     progress: Progress,
     extra: Mapping[str, Any] | None = None,
+    modules: Mapping[str, nn.Module] | None = None,
 ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Everything needed to continue the run, as ``(tensors, JSON-ready metadata)``."""
+    """Everything needed to continue the run, as ``(tensors, JSON-ready metadata)``.
+
+    ``modules`` are further trained modules (e.g. a pretext head), saved under their names.
+    """
     tensors: dict[str, Tensor] = {}
     tensors.update(_prefixed("model", model.state_dict()))
     tensors.update(_prefixed("loss", loss.state_dict()))
+    for name, module in (modules or {}).items():
+        tensors.update(_prefixed(f"module.{name}", module.state_dict()))
     optim_tensors, optim_meta = flatten_optimizer_state(optimizer.state_dict())
     tensors.update(_prefixed("optim", optim_tensors))
     rng_tensors, rng_meta = capture_rng()
@@ -150,12 +156,15 @@ def restore_state(
     loss: nn.Module,
     optimizer: Optimizer,
     scheduler: LRScheduler,
+    modules: Mapping[str, nn.Module] | None = None,
 ) -> Progress:
     """Load :func:`capture_state`'s output into freshly built objects; returns the progress."""
     try:
         progress = Progress(**meta["progress"])
         _load_module(model, _strip("model", tensors), "model")
         _load_module(loss, _strip("loss", tensors), "loss state")
+        for name, module in (modules or {}).items():
+            _load_module(module, _strip(f"module.{name}", tensors), f"{name} state")
         optimizer.load_state_dict(
             unflatten_optimizer_state(_strip("optim", tensors), meta["optimizer"])
         )
