@@ -125,3 +125,82 @@ def test_continual_recipe_with_and_without_replay(tiny_npz: Path) -> None:
     assert none.metrics["replay_per_batch"] == 0 and none.metrics["buffer_class_counts"] == {}
     with pytest.raises(ValueError, match="disjoint"):
         fit_continual_supcon(cfg, tasks=[[0, 1], [1, 2]])
+
+
+# --- strategy runs through `fit` / `contrastkit fit` ------------------------------------------------
+
+
+def test_fit_with_strategy_writes_a_run_directory_that_evaluates(
+    tiny_npz: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from contrastkit.cli import main as cli_main
+    from contrastkit.train import fit, load_run
+
+    out = tmp_path / "gs"
+    config = _config(
+        tiny_npz,
+        out=str(out),
+        strategy="gsimclr",
+        strategy_kwargs={"dae_epochs": 1, "dae_latent_dim": 8},
+    )
+    result = fit(config)
+    m = result.metrics
+    assert m["strategy"] == "gsimclr"
+    assert m["knn_acc"] == m["gsimclr_knn_acc"] and m["linear_acc"] == m["gsimclr_linear_acc"]
+    assert "simclr_knn_acc" in m
+    stages = [json.loads(line)["stage"] for line in (out / "epochs.jsonl").read_text().splitlines()]
+    assert stages == ["gsimclr"] * 2 + ["simclr"] * 2
+    loaded_config, model = load_run(out)
+    assert loaded_config.strategy == "gsimclr"
+    x = torch.rand(2, 1, 8, 8)
+    model.eval()
+    result.model.eval()
+    torch.testing.assert_close(model.encoder(x), result.model.encoder(x))
+    assert cli_main(["eval", str(out)]) == 0
+
+
+def test_mcl_strategy_reports_the_concatenated_features(tiny_npz: Path, tmp_path: Path) -> None:
+    from contrastkit.train import fit
+
+    config = _config(
+        tiny_npz,
+        out=str(tmp_path / "mcl"),
+        batch_size=8,
+        strategy="mcl",
+        strategy_kwargs={"stages": 2, "k": 2, "baseline": False},
+    )
+    m = fit(config).metrics
+    assert m["knn_acc"] == m["mcl_knn_acc"] and m["feature_dim"] == 2 * m["mcl_last_feature_dim"]
+    assert "simclr_knn_acc" not in m
+
+
+@pytest.mark.parametrize(
+    ("values", "match"),
+    [
+        ({"strategy": "swav"}, "strategy"),
+        ({"strategy": "gsimclr", "strategy_kwargs": {"clusters": 3}}, "allowed: .*dae_epochs"),
+        ({"strategy": "mcl", "strategy_kwargs": {"config": {}}}, "unknown strategy_kwargs"),
+        ({"strategy_kwargs": {"stages": 2}}, "strategy is 'standard'"),
+        ({"strategy": "mcl", "pretext": "rotation"}, "pretext"),
+    ],
+)
+def test_bad_strategy_config_is_refused(
+    tiny_npz: Path, values: dict[str, object], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        _config(tiny_npz, **values)
+
+
+def test_strategy_runs_refuse_resume_and_torchrun(
+    tiny_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contrastkit.train import fit
+
+    config = _config(tiny_npz, out=str(tmp_path / "x"), strategy="mcl")
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        fit(config, resume=True)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="without torchrun"):
+        fit(config)

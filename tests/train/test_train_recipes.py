@@ -61,6 +61,14 @@ def test_shipped_recipe_is_valid_documented_and_trains(name: str, tmp_path: Path
     config = recipe.config()
     info = loss_info(config.loss)
     assert info.input_kind == "views"
+    if config.strategy != "standard":  # G-SimCLR / MCL: the strategy runner, with its baseline
+        quick = {"dae_epochs": 1} if config.strategy == "gsimclr" else {"stages": 2}
+        kwargs = {**config.strategy_kwargs, **quick}
+        values = {**TINY, "epochs": 2, "evaluate": True, "strategy_kwargs": kwargs}
+        result = fit(recipe.config({**values, "out": str(tmp_path / name)}))
+        assert 0.0 <= result.metrics["knn_acc"] <= 1.0
+        assert 0.0 <= result.metrics["simclr_linear_acc"] <= 1.0
+        return
     # one short epoch through the real loop
     result = fit(recipe.config({**TINY, "out": str(tmp_path / name)}))
     assert result.metrics["steps"] >= 1

@@ -27,6 +27,7 @@ SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 PRETEXTS = ("none", "rotation", "jigsaw")
+STRATEGIES = ("standard", "gsimclr", "mcl")
 # SmallCNN's arguments have their own config keys (kept from before encoders could be chosen).
 _SMALLCNN_KEYS = ("widths", "strides", "pool_size")
 
@@ -74,6 +75,8 @@ class FitConfig:
     pretext_weight: float = 0.3
     pretext_start_epoch: int = 0
     pretext_kwargs: dict[str, Any] = field(default_factory=dict)
+    strategy: str = "standard"
+    strategy_kwargs: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     out: str = "runs/latest"
     device: str = "auto"
@@ -154,6 +157,7 @@ class FitConfig:
                 f"pretext_start_epoch must be an integer >= 0, got {self.pretext_start_epoch!r}"
             )
         _check_pretext_kwargs(self.pretext, self.pretext_kwargs)
+        _check_strategy(self.strategy, self.strategy_kwargs, self.pretext)
         self.encoder_widths = tuple(int(w) for w in self.encoder_widths)
         self.encoder_strides = tuple(int(s) for s in self.encoder_strides)
         if len(self.encoder_widths) != len(self.encoder_strides):
@@ -178,6 +182,29 @@ class FitConfig:
 _RESERVED_LOSS_KWARGS = ("reduction",)
 # Set by the trainer from the encoder and the config's pretext_* keys.
 _RESERVED_PRETEXT_KWARGS = ("in_dim", "weight", "start_epoch", "augment")
+
+
+def _check_strategy(strategy: str, kwargs: Mapping[str, Any], pretext: str) -> None:
+    check_choice(strategy, "strategy", STRATEGIES)
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"strategy_kwargs must be a mapping, got {type(kwargs).__name__}")
+    if strategy == "standard":
+        if kwargs:
+            raise ValueError(f"strategy_kwargs {dict(kwargs)} given but strategy is 'standard'")
+        return
+    if pretext != "none":
+        raise ValueError(
+            f"strategy {strategy!r} does not support a pretext term; set pretext: none"
+        )
+    from contrastkit.train.strategies.runner import strategy_arguments
+
+    allowed = strategy_arguments(strategy)
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown strategy_kwargs key(s) {unknown} for strategy {strategy!r}; allowed: "
+            f"{', '.join(allowed)}"
+        )
 
 
 def _check_pretext_kwargs(pretext: str, kwargs: Mapping[str, Any]) -> None:

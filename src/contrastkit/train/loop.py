@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -330,12 +331,35 @@ def fit(
     Returns:
         The run directory, the metrics (rank 0) and the trained model.
     """
+    if config.strategy != "standard":
+        return _fit_strategy(config, resume=resume, on_step=on_step)
     device = resolve_device(config.device)
     ctx = init_distributed(use_cuda=device.type == "cuda")
     try:
         return _fit(config, ctx, resume=resume, on_step=on_step)
     finally:
         ctx.close()
+
+
+def _fit_strategy(
+    config: FitConfig, *, resume: bool, on_step: Callable[[dict[str, Any]], None] | None
+) -> FitResult:
+    """G-SimCLR / MCL: single-process runs of :mod:`contrastkit.train.strategies.runner`."""
+    if resume:
+        raise ValueError(
+            f"strategy {config.strategy!r} runs are not checkpointed and cannot be resumed; "
+            "start the run again"
+        )
+    if on_step is not None:
+        raise ValueError(f"strategy {config.strategy!r} does not call on_step")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            f"strategy {config.strategy!r} runs in one process; run it without torchrun"
+        )
+    from contrastkit.train.strategies.runner import run_strategy
+
+    result: FitResult = run_strategy(config)
+    return result
 
 
 def resume_run(run_dir: str | Path, **overrides: Any) -> FitResult:

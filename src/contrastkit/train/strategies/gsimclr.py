@@ -81,7 +81,7 @@ def fit_gsimclr(
     sampler = ClusterSpreadBatchSampler(
         pl.labels, config.batch_size, reshuffle=reshuffle, seed=config.seed
     )
-    channels = train.image_shape[0]
+    channels, size, _ = train.image_shape
     metrics: dict[str, Any] = {
         "n_clusters": k,
         "cluster_size_min": min(pl.cluster_sizes),
@@ -95,7 +95,7 @@ def fit_gsimclr(
         / len(sampler),
     }
     torch.manual_seed(config.seed)
-    model = build_model(config, channels)
+    model = build_model(config, channels, size)
     init = {k_: v.clone() for k_, v in model.state_dict().items()}
     t0 = time.perf_counter()
     history = train_contrastive(model, train, config, sampler.batches, tag="gsimclr", log=log)
@@ -106,7 +106,7 @@ def fit_gsimclr(
     if baseline:
         order = random_batches(len(train), config.batch_size, config.seed)
         metrics["simclr_same_label_pairs"] = batch_label_purity(order(0), train.labels)
-        base = build_model(config, channels)
+        base = build_model(config, channels, size)
         base.load_state_dict(init)
         t0 = time.perf_counter()
         history += train_contrastive(base, train, config, order, tag="simclr", log=log)
@@ -115,4 +115,5 @@ def fit_gsimclr(
             metrics[f"simclr_{key}"] = value
         extras["simclr_model"] = base
     metrics.update({"epochs": config.epochs, "batch_size": config.batch_size, "data": config.data})
+    metrics.update({"in_channels": channels, "image_size": size})
     return StrategyResult(metrics=metrics, model=model, history=history, extras=extras)

@@ -80,9 +80,9 @@ def fit_mcl(
         torch.set_num_threads(config.threads)
     split = load_dataset(config.data, root=config.data_root, seed=config.seed)
     train, test = split.train, split.test
-    channels = train.image_shape[0]
+    channels, size, _ = train.image_shape
     torch.manual_seed(config.seed)
-    model = build_model(config, channels)
+    model = build_model(config, channels, size)
     init = copy.deepcopy(model.state_dict())
     metrics: dict[str, Any] = {"stages": stages, "k": k, "epochs_per_stage": per_stage}
     history: list[dict[str, Any]] = []
@@ -119,7 +119,7 @@ def fit_mcl(
         metrics[f"mcl_last_{key}"] = value
     extras: dict[str, Any] = {"stage_models": stage_models, "cells": cells}
     if baseline:
-        base = build_model(config, channels)
+        base = build_model(config, channels, size)
         base.load_state_dict(init)
         order = random_batches(len(train), config.batch_size, config.seed)
         t0 = time.perf_counter()
@@ -133,4 +133,5 @@ def fit_mcl(
             metrics[f"simclr_{key}"] = value
         extras["simclr_model"] = base
     metrics.update({"batch_size": config.batch_size, "data": config.data})
+    metrics.update({"in_channels": channels, "image_size": size})
     return StrategyResult(metrics=metrics, model=model, history=history, extras=extras)
