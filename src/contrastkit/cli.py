@@ -268,7 +268,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_arguments(
         sub.add_parser("cluster", help="graph clustering (SCGC/SCGC*): ACC, NMI, ARI")
     )
+    from contrastkit.train.strategies.modalities import add_arrays_arguments
+
+    add_arrays_arguments(
+        sub.add_parser(
+            "fit-arrays",
+            help="contrastive training on time series or a table; accuracy vs the raw input",
+        )
+    )
     return parser
+
+
+def _run_arrays(args: argparse.Namespace) -> int:
+    from contrastkit.train.strategies.modalities import run_arrays
+
+    return run_arrays(args)
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
@@ -284,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"fit": _run_fit, "eval": _run_eval, "losses": _run_losses, "recipes": _run_recipes}
     handlers.update({"report": _run_report, "embed": _run_embed, "cluster": _run_cluster})
+    handlers["fit-arrays"] = _run_arrays
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

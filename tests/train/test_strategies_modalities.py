@@ -47,3 +47,39 @@ def test_tabular_recipe_uses_scarf_and_small_sets() -> None:
 def test_named_tabular_set() -> None:
     res = fit_modality("wine", epochs=2, width=16)
     assert res.metrics["data"] == "wine" and res.metrics["raw_linear_acc"] > 0.9
+
+
+def test_cli_fit_arrays_on_a_user_npz(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import numpy as np
+
+    from contrastkit.cli import main as cli_main
+
+    (xtr, ytr), (xte, yte) = _series(24, 0), _series(16, 1)
+    path = tmp_path / "waves.npz"
+    np.savez(path, x_train=xtr.numpy(), y_train=ytr.numpy(), x_test=xte.numpy(), y_test=yte.numpy())
+    out = tmp_path / "run"
+    args = ["fit-arrays", str(path), "--epochs", "2", "--batch-size", "8", "--width", "8"]
+    assert cli_main([*args, "--out", str(out)]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("waves (series, 24 train / 16 test, 2 classes): linear probe")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["raw_linear_acc"] == 1.0 and metrics["arguments"]["epochs"] == 2
+    assert len((out / "epochs.jsonl").read_text().splitlines()) == 2
+    assert (out / "model.safetensors").is_file()
+    assert cli_main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "series"
+
+
+def test_cli_fit_arrays_bad_input_is_one_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from contrastkit.cli import main as cli_main
+
+    assert cli_main(["fit-arrays", "wine", "--epochs", "0"]) == 2
+    assert "--epochs must be >= 1" in capsys.readouterr().err
+    bad = tmp_path / "bad.npz"
+    import numpy as np
+
+    np.savez(bad, x_train=np.zeros((4, 3)))
+    assert cli_main(["fit-arrays", str(bad)]) == 2
+    assert "lacks arrays" in capsys.readouterr().err
