@@ -17,7 +17,7 @@ Example:
     torch.Size([4, 2, 3, 32, 32])
 """
 
-from contrastkit.views import graph, multicrop, pretext, series, tabular
+from contrastkit.views import graph, multicrop, pretext, series, tabular, text
 from contrastkit.views.graph import drop_edges, graph_view, knn_graph, mask_features
 from contrastkit.views.image import (
     affine_matrix,
@@ -57,6 +57,18 @@ from contrastkit.views.pretext import (
 )
 from contrastkit.views.series import SeriesAugment
 from contrastkit.views.tabular import ScarfCorruption, scarf_corrupt
+from contrastkit.views.text import (
+    TextAugment,
+    TextAugmentConfig,
+    check_synonym_table,
+    check_tokens,
+    random_deletion,
+    random_insertion,
+    random_swap,
+    remove_stopwords,
+    synonym_replacement,
+    token_dropout,
+)
 
 __all__ = [
     "PRESETS",
@@ -66,6 +78,8 @@ __all__ = [
     "RotationPretext",
     "ScarfCorruption",
     "SeriesAugment",
+    "TextAugment",
+    "TextAugmentConfig",
     "ViewAugment",
     "ViewConfig",
     "affine_matrix",
@@ -73,6 +87,8 @@ __all__ = [
     "blur_kernel_size",
     "check_images",
     "check_size",
+    "check_synonym_table",
+    "check_tokens",
     "color_jitter",
     "crop_matrix",
     "cutout",
@@ -92,14 +108,21 @@ __all__ = [
     "preset_for_dataset",
     "pretext",
     "random_affine",
+    "random_deletion",
     "random_grayscale",
     "random_horizontal_flip",
+    "random_insertion",
     "random_resized_crop",
+    "random_swap",
+    "remove_stopwords",
     "rgb_to_grayscale",
     "rotation_batch",
     "scarf_corrupt",
     "series",
     "solarize",
+    "synonym_replacement",
     "tabular",
+    "text",
+    "token_dropout",
     "with_color_strength",
 ]
