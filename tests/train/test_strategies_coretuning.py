@@ -204,3 +204,22 @@ def test_core_tune_both_methods_same_budget_and_seeded() -> None:
     )
     with pytest.raises(ValueError, match="method"):
         core_tune(enc, train, test, method="mixup")
+
+
+def test_core_tune_methods_see_the_same_batches_and_augmentations() -> None:
+    """Regression: the mixing draws once shared the batch generator, so after the first Core step
+    CE and Core saw different batch orders and augmentations at the same seed."""
+    train, test = _blobs(60, 0), _blobs(30, 1)
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    seen: dict[str, list[torch.Tensor]] = {"core": [], "ce": []}
+    for method in ("core", "ce"):
+
+        def augment(x: torch.Tensor, generator: torch.Generator, m: str = method) -> torch.Tensor:
+            out = x + 0.1 * torch.randn(x.shape, generator=generator)
+            seen[m].append(out.clone())
+            return out
+
+        core_tune(enc, train, test, method=method, epochs=3, batch_size=16, seed=5, augment=augment)
+    assert len(seen["core"]) == len(seen["ce"]) == 3 * 4
+    assert all(torch.equal(a, b) for a, b in zip(seen["core"], seen["ce"], strict=True))

@@ -61,6 +61,7 @@ __all__ = [
 ]
 
 METHODS = ("core", "ce")
+_MIX_SEED_OFFSET = 0x9E3779B1  # seed offset of the mixing generator in core_tune
 OPTIMIZERS = ("adamw", "sgd")
 
 
@@ -358,10 +359,12 @@ def core_tune(
     """Fine-tune a copy of ``encoder`` with Core-tuning (``"core"``) or plain cross-entropy (``"ce"``).
 
     Both methods share everything but the objective — a bias-free linear classifier on the
-    features, the same seeded batches (the last batch is dropped if it has fewer than 2 samples),
-    the optimizer (AdamW, or SGD with Nesterov momentum 0.9 as the reference), a per-step cosine
-    decay of the learning rate to 0, and the optional ``augment(images, generator=g)`` — so their
-    accuracies compare at the same budget. Test accuracy is measured in eval mode.
+    features (the same initial weights at the same seed), the same seeded batches (the last batch
+    is dropped if it has fewer than 2 samples), the optimizer (AdamW, or SGD with Nesterov
+    momentum 0.9 as the reference), a per-step cosine decay of the learning rate to 0, and the
+    optional ``augment(images, generator=g)`` with the same random draws — so their accuracies
+    compare at the same budget, pairwise per seed. Core-tuning's mixing draws from a generator of
+    its own. Test accuracy is measured in eval mode.
 
     Args:
         encoder: Maps images to ``(B, F)`` features (copied, not modified).
@@ -372,8 +375,10 @@ def core_tune(
         epochs, batch_size, lr, weight_decay, optimizer: The shared budget.
         eta, alpha, temperature, contrast_dim, detach_original, reference_argmin: Core-tuning's
             settings (see :class:`CoreTuningLoss`).
-        augment: Optional batch augmentation.
-        seed: Seed of the heads, batches, mixing and augmentation.
+        augment: Optional batch augmentation ``augment(images, generator=g) -> images`` applied to
+            every training batch (e.g. a :class:`~contrastkit.views.ViewAugment`).
+        seed: Seed of the heads, batches and augmentation; the mixing uses ``seed`` plus a fixed
+            offset.
         device: Where to train (None: the encoder's device).
     """
     import time
@@ -395,7 +400,11 @@ def core_tune(
     num_classes = _check_int(num_classes, "num_classes", minimum=2)
     dev = torch.device(device) if device is not None else _module_device(encoder)
     body = copy.deepcopy(encoder).to(dev)
+    # Two streams: ``gen`` orders the batches and drives ``augment`` (identical for both methods),
+    # ``mix_gen`` draws Core-tuning's permutations and weights, so the mixing cannot shift the
+    # batches or augmentations that CE sees at the same seed.
     gen = torch.Generator().manual_seed(seed)
+    mix_gen = torch.Generator().manual_seed(seed + _MIX_SEED_OFFSET)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         body.eval()
@@ -445,7 +454,7 @@ def core_tune(
             xb, yb = xb.to(dev), yb.to(dev)
             feats = _features(body, xb)
             if isinstance(head, CoreTuningLoss):
-                loss = head(feats, yb, generator=gen).loss
+                loss = head(feats, yb, generator=mix_gen).loss
             else:
                 loss = F.cross_entropy(head(feats), yb)
             value = float(loss.detach())
@@ -478,7 +487,9 @@ def core_tune(
             "epochs": epochs,
             "batch_size": batch_size,
             "lr": lr,
+            "weight_decay": weight_decay,
             "optimizer": optimizer,
+            "augment": augment is not None,
             "eta": eta,
             "detach_original": detach_original,
             "reference_argmin": reference_argmin,
