@@ -135,3 +135,22 @@ def test_departure_flags() -> None:
     assert kl_fast[0] == kl[0] and kl_fast[1:] != kl[1:]  # same start, other centre steps
     assert kl_refreshed[:2] == kl[:2] and kl_refreshed[2] != kl[2]  # identical until the refresh
     assert refreshed.settings["center_refresh_every"] == 2
+
+
+def test_smooth_steps_filter_the_features_on_the_graph() -> None:
+    from contrastkit.losses.graph import knn_graph, normalized_adjacency
+
+    x, y = _blobs(5)
+    adj = knn_graph(x, 3)
+    a_hat = normalized_adjacency(adj)
+    smoothed = torch.sparse.mm(a_hat, torch.sparse.mm(a_hat, x))
+    # t = 2 inside equals training on Â² X by hand, same graph and seed
+    inside = scgc_cluster(x, 3, labels=y, adjacency=adj, epochs=3, smooth_steps=2, **SMALL)  # type: ignore[arg-type]
+    by_hand = scgc_cluster(smoothed, 3, labels=y, adjacency=adj, epochs=3, **SMALL)  # type: ignore[arg-type]
+    assert [h["loss"] for h in inside.history] == [h["loss"] for h in by_hand.history]
+    assert inside.settings["smooth_steps"] == 2 and by_hand.settings["smooth_steps"] == 0
+    plain = scgc_cluster(x, 3, labels=y, adjacency=adj, epochs=3, **SMALL)  # type: ignore[arg-type]
+    assert [h["loss"] for h in plain.history] != [h["loss"] for h in inside.history]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="smooth_steps"):
+            scgc_cluster(x, 3, smooth_steps=bad)  # type: ignore[arg-type]

@@ -155,6 +155,7 @@ def scgc_cluster(
     normalize_embeddings: bool = False,
     center_lr: float | None = None,
     center_refresh_every: int | None = None,
+    smooth_steps: int = 0,
     seed: int = 0,
     device: torch.device | str | None = None,
     log: Callable[[str], None] | None = None,
@@ -191,6 +192,12 @@ def scgc_cluster(
         center_refresh_every: Every that many epochs, re-set the DEC centres by k-means on the
             current embeddings (None: never, as the reference, which runs k-means once on the
             pretrained embeddings).
+        smooth_steps: ``t``, low-pass filter the features on the graph before the encoder:
+            ``X <- Â^t X`` with the same ``Â = D^{-1}(A_sym + I)`` as the targets (0: off, as
+            Kulatilleke et al.'s SCGC). Each step averages a node with its neighbours, damping the
+            high graph frequencies; "Simple Contrastive Graph Clustering" (Liu et al., 2023)
+            smooths with ``(I - L̃)^t`` of the symmetric-normalised Laplacian before its MLPs.
+            Uses the graph only, no labels.
         seed: Seed of every random choice.
         device: Where to train (None: CPU).
         log: Called with progress lines.
@@ -218,6 +225,8 @@ def scgc_cluster(
     for name, value in (("epochs", epochs), ("pretrain_epochs", pretrain_epochs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+    if isinstance(smooth_steps, bool) or not isinstance(smooth_steps, int) or smooth_steps < 0:
+        raise ValueError(f"smooth_steps must be an int >= 0, got {smooth_steps!r}")
     dev = torch.device(device) if device is not None else torch.device("cpu")
     settings = {
         "variant": variant,
@@ -234,14 +243,18 @@ def scgc_cluster(
         "normalize_embeddings": normalize_embeddings,
         "center_lr": center_lr,
         "center_refresh_every": center_refresh_every,
+        "smooth_steps": smooth_steps,
         "seed": seed,
         "nodes": n,
     }
 
     adj = knn_graph(x, k) if adjacency is None else adjacency
-    target = influence_targets(
-        normalized_adjacency(adj), order=order, cumulative=variant == "scgc*"
-    ).to(dev)
+    adj_hat = normalized_adjacency(adj)
+    if smooth_steps:
+        filt = adj_hat.to(x.dtype)
+        for _ in range(smooth_steps):
+            x = torch.sparse.mm(filt, x) if filt.is_sparse else filt @ x
+    target = influence_targets(adj_hat, order=order, cumulative=variant == "scgc*").to(dev)
     settings["target_nonzeros"] = (
         int(target._nnz()) if target.is_sparse else int((target > 0).sum())
     )
@@ -494,6 +507,12 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="re-set the DEC centres by k-means every N epochs (not in the reference)",
     )
+    p.add_argument(
+        "--smooth-steps",
+        type=int,
+        default=0,
+        help="low-pass filter the features t times on the graph, X <- Â^t X (default 0: off)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument(
@@ -541,6 +560,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         normalize_embeddings=args.normalize_embeddings,
         center_lr=args.center_lr,
         center_refresh_every=args.center_refresh_every,
+        smooth_steps=args.smooth_steps,
         seed=args.seed,
         log=log,
     )
