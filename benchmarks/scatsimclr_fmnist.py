@@ -93,6 +93,15 @@ def _run(args: argparse.Namespace) -> None:
     )
 
 
+def _report(run: str) -> dict[str, Any]:
+    """A run directory's benchmark.json, or a copy of one given as a file."""
+    path = Path(run)
+    data: dict[str, Any] = json.loads(
+        (path if path.is_file() else path / "benchmark.json").read_text()
+    )
+    return data
+
+
 def _table(args: argparse.Namespace) -> None:
     cnn = json.loads(Path(args.cnn).read_text())
     cm = cnn["simclr"]
@@ -113,7 +122,7 @@ def _table(args: argparse.Namespace) -> None:
         ),
     ]
     for run in args.runs:
-        rep = json.loads((Path(run) / "benchmark.json").read_text())
+        rep = _report(run)
         m, cfg = rep["scatsimclr"], rep["config"]
         if cfg["pretext"] == "none":
             label = "off"
@@ -131,7 +140,7 @@ def _table(args: argparse.Namespace) -> None:
                 m["train_seconds"] / 60,
             )
         )
-    rep0 = json.loads((Path(args.runs[0]) / "benchmark.json").read_text())
+    rep0 = _report(args.runs[0])
     rows.append(
         (
             "ScatNet + adapter, random init",
@@ -173,7 +182,7 @@ def main() -> None:
     run.add_argument("--data-root", default=None)
     run.add_argument("--out", default="runs/scatsimclr-fmnist")
     table = sub.add_parser("table", help="markdown table of runs next to the CNN SimCLR")
-    table.add_argument("runs", nargs="+")
+    table.add_argument("runs", nargs="+", help="run directories or copies of their benchmark.json")
     table.add_argument("--cnn", default="benchmarks/results/fashion_mnist_simclr.json")
     args = parser.parse_args()
     if args.command == "run":
