@@ -75,6 +75,7 @@ def test_shipped_recipe_is_valid_documented_and_trains(name: str, tmp_path: Path
     assert json.loads((tmp_path / name / "config.json").read_text())["loss"] == config.loss
     first_step = json.loads((tmp_path / name / "steps.jsonl").read_text().splitlines()[0])
     assert ("objective" in first_step) == (config.loss == "isogclr")  # iSogCLR's true objective
+    assert ("pretext_loss" in first_step) == (config.pretext != "none")  # ScatSimCLR's rotation
 
 
 def test_overrides_and_loss_kwargs_merge() -> None:
@@ -85,6 +86,14 @@ def test_overrides_and_loss_kwargs_merge() -> None:
     assert config.loss_kwargs == {"sigma": 0.25, "detach_weights": True}
     assert parse_overrides(["data_root="]) == {"data_root": None}
     assert parse_overrides(["encoder_widths=[4, 8]"]) == {"encoder_widths": [4, 8]}
+    # a whole mapping replaces the recipe's; KEY.NAME merges into it
+    assert recipe_config("dclw", parse_overrides(["loss_kwargs={}"])).loss_kwargs == {}
+    scat = recipe_config("scatsimclr", parse_overrides(["encoder_kwargs.L=4"]))
+    assert scat.encoder_kwargs["L"] == 4 and scat.encoder_kwargs["J"] == 1
+    plain = recipe_config("scatsimclr", parse_overrides(["encoder=smallcnn", "encoder_kwargs={}"]))
+    assert plain.encoder == "smallcnn" and plain.encoder_kwargs == {}
+    with pytest.raises(ValueError, match="only loss_kwargs, encoder_kwargs"):
+        parse_overrides(["lr.x=1"])
 
 
 def write(tmp_path: Path, text: str) -> str:

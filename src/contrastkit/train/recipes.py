@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 RECIPE_SUFFIXES = (".yaml", ".yml")
+#: Config keys holding keyword arguments; ``--set KEY.NAME=value`` sets one of them.
+KWARGS_KEYS = ("loss_kwargs", "encoder_kwargs", "pretext_kwargs", "strategy_kwargs")
 _EXTRA_KEYS = ("description",)
 
 
@@ -126,8 +128,10 @@ def recipe_text(name_or_path: str) -> str:
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """Parse ``key=value`` strings (values with ``yaml.safe_load``) into a dict.
 
-    ``loss_kwargs.NAME=value`` becomes ``{"loss_kwargs": {"NAME": value}}`` (merged with the
-    recipe's ``loss_kwargs``). Keys are checked by :func:`apply_overrides`.
+    ``KEY.NAME=value`` for a keyword-argument key (:data:`KWARGS_KEYS`, e.g.
+    ``loss_kwargs.sigma=0.5`` or ``encoder_kwargs.J=2``) sets one entry and is merged into the
+    recipe's mapping by :func:`apply_overrides`; ``KEY={...}`` replaces the whole mapping. Keys
+    are checked by :func:`apply_overrides`.
     """
     out: dict[str, Any] = {}
     for item in items:
@@ -141,30 +145,32 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError as exc:
             raise ValueError(f"--set {key}: cannot parse {text!r} as a YAML value ({exc})") from exc
-        if key.startswith("loss_kwargs."):
-            sub = key.split(".", 1)[1]
-            if not sub:
-                raise ValueError(
-                    f"--set {item!r}: name the loss argument, e.g. loss_kwargs.sigma=0.5"
-                )
-            out.setdefault("loss_kwargs", {})[sub] = value
-        else:
-            out[key] = value
+        parent, dot, sub = key.partition(".")
+        if dot and (parent not in KWARGS_KEYS or not sub):
+            raise ValueError(
+                f"--set {item!r}: only {', '.join(KWARGS_KEYS)} take KEY.NAME=value (one "
+                "argument), e.g. loss_kwargs.sigma=0.5"
+            )
+        out[key] = value
     return out
 
 
 def apply_overrides(
     base: Mapping[str, Any], overrides: Mapping[str, Any], *, source: str = "config"
 ) -> dict[str, Any]:
-    """``base`` updated with ``overrides`` (each checked by key and type); loss_kwargs are
-    merged."""
+    """``base`` updated with ``overrides``, each checked by key and type.
+
+    A ``KEY.NAME`` entry (see :func:`parse_overrides`) sets one argument inside ``base[KEY]``; a
+    plain key replaces the value.
+    """
     merged = dict(base)
     for key, value in overrides.items():
-        checked = check_value_type(key, value, source=f"{source} --set")
-        if key == "loss_kwargs":
-            merged["loss_kwargs"] = {**dict(base.get("loss_kwargs", {})), **checked}
+        parent, dot, sub = key.partition(".")
+        if dot and parent in KWARGS_KEYS and sub:
+            inner = {**dict(merged.get(parent) or {}), sub: value}
+            merged[parent] = check_value_type(parent, inner, source=f"{source} --set")
         else:
-            merged[key] = checked
+            merged[key] = check_value_type(key, value, source=f"{source} --set")
     return merged
 
 
