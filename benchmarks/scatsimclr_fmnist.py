@@ -103,24 +103,15 @@ def _report(run: str) -> dict[str, Any]:
 
 
 def _table(args: argparse.Namespace) -> None:
-    cnn = json.loads(Path(args.cnn).read_text())
-    cm = cnn["simclr"]
-    rows = [
-        (
-            f"CNN SimCLR ({cm['epochs']} epochs)",
-            cm["encoder_parameters"],
-            cm["linear_acc"],
-            cm["knn_acc"],
-            cm["train_seconds"] / 60,
-        ),
-        (
-            "CNN, random init",
-            cm["encoder_parameters"],
-            cnn["random_init"]["linear_acc"],
-            cnn["random_init"]["knn_acc"],
-            0.0,
-        ),
-    ]
+    rows = []
+    for path in args.cnn:
+        cnn = json.loads(Path(path).read_text())
+        cm = cnn["simclr"]
+        params = cm["encoder_parameters"]
+        name = f"CNN SimCLR ({cm['epochs']} epochs)"
+        rows.append((name, params, cm["linear_acc"], cm["knn_acc"], cm["train_seconds"] / 60))
+    random_cnn = cnn["random_init"]
+    rows.append(("CNN, random init", params, random_cnn["linear_acc"], random_cnn["knn_acc"], 0.0))
     for run in args.runs:
         rep = _report(run)
         m, cfg = rep["scatsimclr"], rep["config"]
@@ -183,7 +174,12 @@ def main() -> None:
     run.add_argument("--out", default="runs/scatsimclr-fmnist")
     table = sub.add_parser("table", help="markdown table of runs next to the CNN SimCLR")
     table.add_argument("runs", nargs="+", help="run directories or copies of their benchmark.json")
-    table.add_argument("--cnn", default="benchmarks/results/fashion_mnist_simclr.json")
+    table.add_argument(
+        "--cnn",
+        nargs="+",
+        default=["benchmarks/results/fashion_mnist_simclr.json"],
+        help="result files of benchmarks/fashion_mnist.py (CNN SimCLR runs)",
+    )
     args = parser.parse_args()
     if args.command == "run":
         _run(args)
