@@ -6,8 +6,10 @@ input fails at the boundary rather than deep inside torch.
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,12 +18,14 @@ __all__ = [
     "check_choice",
     "check_embeddings",
     "check_finite",
+    "check_keyword_arguments",
     "check_labels",
     "check_positive",
     "check_probability",
     "check_reduction",
     "check_tensor",
     "check_views",
+    "keyword_parameters",
 ]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -122,3 +126,46 @@ def check_labels(labels: object, n: int, name: str = "labels") -> Tensor:
     if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor, got dtype {t.dtype}")
     return t
+
+
+_KEYWORD_KINDS = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def keyword_parameters(factory: Callable[..., Any]) -> list[str] | None:
+    """Names ``factory`` accepts as keywords, or None when it takes ``**kwargs`` (or has no
+    inspectable signature) and so accepts any."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return [name for name, p in params.items() if p.kind in _KEYWORD_KINDS]
+
+
+def check_keyword_arguments(
+    kwargs: object,
+    factory: Callable[..., Any],
+    *,
+    key: str,
+    owner: str,
+    exclude: Iterable[str] = (),
+    note: str = "",
+) -> None:
+    """Check that the mapping ``kwargs`` (config key ``key``) holds keyword arguments of ``factory``.
+
+    Names in ``exclude`` are set elsewhere and are not allowed. The error names the unknown
+    keys, ``owner`` (e.g. ``"loss 'ntxent'"``) and the allowed keys, followed by ``note``.
+    """
+    if not isinstance(kwargs, Mapping):
+        raise TypeError(f"{key} must be a mapping, got {type(kwargs).__name__}")
+    names = keyword_parameters(factory)
+    if names is None:
+        return
+    allowed = sorted(set(names) - set(exclude))
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown {key} key(s) {unknown} for {owner}; allowed: "
+            f"{', '.join(allowed) or '(none)'}{note}"
+        )

@@ -8,12 +8,12 @@ keyword arguments come from the recipe's ``encoder_kwargs``.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
 
+from contrastkit._validation import check_keyword_arguments, keyword_parameters
 from contrastkit.models.cnn import SmallCNN
 from contrastkit.models.resnet import resnet18, resnet34
 from contrastkit.models.scatnet import ScatNetEncoder
@@ -42,12 +42,6 @@ def _factory(name: str) -> Callable[..., nn.Module]:
     return ENCODERS[name]
 
 
-def _keyword_params(factory: Callable[..., nn.Module]) -> dict[str, inspect.Parameter]:
-    params = inspect.signature(factory).parameters
-    kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return {n: p for n, p in params.items() if p.kind in kinds}
-
-
 def check_encoder_kwargs(
     name: str, kwargs: Mapping[str, Any], *, reserved: tuple[str, ...] = ()
 ) -> None:
@@ -65,13 +59,13 @@ def check_encoder_kwargs(
             f"encoder_kwargs may not set {taken}: in_channels and image_size come from the data"
             + (f", and {list(reserved)} from their own config keys" if reserved else "")
         )
-    allowed = sorted(set(_keyword_params(factory)) - set(_FROM_DATA) - set(reserved))
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"unknown encoder_kwargs key(s) {unknown} for encoder {name!r}; "
-            f"allowed: {', '.join(allowed) or '(none)'}"
-        )
+    check_keyword_arguments(
+        kwargs,
+        factory,
+        key="encoder_kwargs",
+        owner=f"encoder {name!r}",
+        exclude=_FROM_DATA + reserved,
+    )
 
 
 def build_encoder(
@@ -91,8 +85,7 @@ def build_encoder(
     """
     check_encoder_kwargs(name, kwargs)
     factory = _factory(name)
-    params = _keyword_params(factory)
-    if "image_size" in params:
+    if "image_size" in (keyword_parameters(factory) or ()):
         if image_size is None:
             raise ValueError(f"encoder {name!r} needs image_size (its input shape is fixed)")
         kwargs["image_size"] = image_size

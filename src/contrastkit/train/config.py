@@ -8,7 +8,6 @@ overrides, ``config.json``) and checks it first: an unknown key or a value of th
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import types
 import typing
@@ -16,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from contrastkit._validation import check_choice, check_positive
+from contrastkit._validation import check_choice, check_keyword_arguments, check_positive
 from contrastkit.losses import loss_info
 from contrastkit.models.registry import check_encoder_kwargs, encoder_names
 
@@ -186,8 +185,6 @@ _RESERVED_PRETEXT_KWARGS = ("in_dim", "weight", "start_epoch", "augment")
 
 def _check_strategy(strategy: str, kwargs: Mapping[str, Any], pretext: str) -> None:
     check_choice(strategy, "strategy", STRATEGIES)
-    if not isinstance(kwargs, Mapping):
-        raise TypeError(f"strategy_kwargs must be a mapping, got {type(kwargs).__name__}")
     if strategy == "standard":
         if kwargs:
             raise ValueError(f"strategy_kwargs {dict(kwargs)} given but strategy is 'standard'")
@@ -196,37 +193,33 @@ def _check_strategy(strategy: str, kwargs: Mapping[str, Any], pretext: str) -> N
         raise ValueError(
             f"strategy {strategy!r} does not support a pretext term; set pretext: none"
         )
-    from contrastkit.train.strategies.runner import strategy_arguments
+    from contrastkit.train.strategies.runner import NOT_FROM_CONFIG
+    from contrastkit.train.strategies.runner import STRATEGIES as RUNNERS
 
-    allowed = strategy_arguments(strategy)
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"unknown strategy_kwargs key(s) {unknown} for strategy {strategy!r}; allowed: "
-            f"{', '.join(allowed)}"
-        )
+    check_keyword_arguments(
+        kwargs,
+        RUNNERS[strategy],
+        key="strategy_kwargs",
+        owner=f"strategy {strategy!r}",
+        exclude=NOT_FROM_CONFIG,
+    )
 
 
 def _check_pretext_kwargs(pretext: str, kwargs: Mapping[str, Any]) -> None:
-    if not isinstance(kwargs, Mapping):
-        raise TypeError(f"pretext_kwargs must be a mapping, got {type(kwargs).__name__}")
     if pretext == "none":
         if kwargs:
             raise ValueError(f"pretext_kwargs {dict(kwargs)} given but pretext is 'none'")
         return
     from contrastkit.views.pretext import JigsawPretext, RotationPretext
 
-    task = RotationPretext if pretext == "rotation" else JigsawPretext
-    allowed = sorted(
-        n for n in inspect.signature(task).parameters if n not in _RESERVED_PRETEXT_KWARGS
+    check_keyword_arguments(
+        kwargs,
+        RotationPretext if pretext == "rotation" else JigsawPretext,
+        key="pretext_kwargs",
+        owner=f"pretext {pretext!r}",
+        exclude=_RESERVED_PRETEXT_KWARGS,
+        note=" (weight and start epoch are pretext_weight and pretext_start_epoch)",
     )
-    bad = sorted(set(kwargs) - set(allowed))
-    if bad:
-        raise ValueError(
-            f"unknown or reserved pretext_kwargs key(s) {bad} for pretext {pretext!r}; allowed: "
-            f"{', '.join(allowed)} (weight and start epoch are pretext_weight and "
-            "pretext_start_epoch)"
-        )
 
 
 def _check_loss_kwargs(loss: str, factory: Any, kwargs: Mapping[str, Any]) -> None:
@@ -238,23 +231,9 @@ def _check_loss_kwargs(loss: str, factory: Any, kwargs: Mapping[str, Any]) -> No
             f"loss_kwargs may not set {reserved}: the trainer computes one term per anchor "
             "(reduction='none') and averages them itself"
         )
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    allowed = sorted(
-        name
-        for name, p in params.items()
-        if p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        and name not in _RESERVED_LOSS_KWARGS
+    check_keyword_arguments(
+        kwargs, factory, key="loss_kwargs", owner=f"loss {loss!r}", exclude=_RESERVED_LOSS_KWARGS
     )
-    unknown = sorted(set(kwargs) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"unknown loss_kwargs key(s) {unknown} for loss {loss!r}; allowed: {', '.join(allowed)}"
-        )
 
 
 def config_keys() -> list[str]:

@@ -16,23 +16,24 @@ not checkpointed: they cannot be resumed and refuse ``torchrun``.
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from contrastkit._validation import keyword_parameters
 from contrastkit.train.checkpoint import atomic_write_json, save_weights
 from contrastkit.train.config import FitConfig
 from contrastkit.train.strategies._common import StrategyResult
 from contrastkit.train.strategies.gsimclr import fit_gsimclr
 from contrastkit.train.strategies.mcl import fit_mcl
 
-__all__ = ["STRATEGIES", "run_strategy", "strategy_arguments"]
+__all__ = ["NOT_FROM_CONFIG", "STRATEGIES", "run_strategy", "strategy_arguments"]
 
 STRATEGIES: dict[str, Callable[..., StrategyResult]] = {"gsimclr": fit_gsimclr, "mcl": fit_mcl}
-_NOT_FROM_CONFIG = ("config", "log")
+#: Arguments of the strategy functions that the runner sets, not ``strategy_kwargs``.
+NOT_FROM_CONFIG = ("config", "log")
 
 
 def strategy_arguments(name: str) -> list[str]:
@@ -41,8 +42,8 @@ def strategy_arguments(name: str) -> list[str]:
         raise ValueError(
             f"unknown strategy {name!r}; choose one of {', '.join(sorted(STRATEGIES))}"
         )
-    params = inspect.signature(STRATEGIES[name]).parameters
-    return sorted(n for n in params if n not in _NOT_FROM_CONFIG)
+    names = keyword_parameters(STRATEGIES[name]) or []
+    return sorted(n for n in names if n not in NOT_FROM_CONFIG)
 
 
 def _own_metrics(name: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
