@@ -188,3 +188,23 @@ def test_resume_with_pretext_equals_the_uninterrupted_run(tmp_path: Path) -> Non
     wa, wb = load_file(str(ref / "model.safetensors")), load_file(str(run / "model.safetensors"))
     for key in wa:
         assert torch.equal(wa[key], wb[key]), key
+
+
+def test_load_run_without_input_shape_header(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    small = tmp_path / "small"
+    fit(
+        FitConfig(
+            out=str(small), **{**BASE, "epochs": 1, "encoder_widths": (8,), "encoder_strides": (2,)}
+        )
+    )
+    weights = load_file(str(small / "model.safetensors"))
+    save_file(weights, str(small / "model.safetensors"))  # as runs saved before the header
+    _, model = load_run(small)  # SmallCNN: the first conv gives the channels
+    assert isinstance(model.encoder, SmallCNN)
+    scat = tmp_path / "scat"
+    fit(FitConfig(out=str(scat), **{**BASE, **SCAT, "epochs": 1}))
+    save_file(load_file(str(scat / "model.safetensors")), str(scat / "model.safetensors"))
+    with pytest.raises(ValueError, match="no input shape in its header"):
+        load_run(scat)
