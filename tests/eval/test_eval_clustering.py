@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from contrastkit.eval import cluster_metrics, clustering_accuracy
+from contrastkit.eval import cluster_metrics, clustering_accuracy, modularity
 
 
 def _separated(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,3 +72,44 @@ def test_bad_inputs() -> None:
         clustering_accuracy(np.array([], dtype=np.int64), np.array([], dtype=np.int64))
     with pytest.raises(TypeError, match="integers"):
         clustering_accuracy(np.array([0.0, 1.0]), np.array([0, 1]))
+
+
+def _two_triangles() -> torch.Tensor:
+    """Two triangles joined by the edge 2-3, each edge listed once (directed)."""
+    a = torch.zeros(6, 6)
+    for i, j in ((0, 1), (1, 2), (0, 2), (3, 4), (4, 5), (3, 5), (2, 3)):
+        a[i, j] = 1.0
+    return a
+
+
+def test_modularity_by_hand() -> None:
+    a = _two_triangles()
+    split = torch.tensor([0, 0, 0, 1, 1, 1])
+    # m = 7 edges, 6 inside; each side has degree 7 of 14: Q = 6/7 - 2 (7/14)^2
+    assert modularity(a, split) == pytest.approx(6 / 7 - 0.5, abs=1e-12)
+    # one cluster: Q = 1 - 1 = 0; a worse cut (2-3 together, triangles split) scores lower
+    assert modularity(a, torch.zeros(6, dtype=torch.long)) == pytest.approx(0.0, abs=1e-12)
+    assert modularity(a, torch.tensor([0, 0, 1, 1, 2, 2])) < modularity(a, split)
+
+
+def test_modularity_symmetrises_by_max_drops_self_loops_and_takes_sparse() -> None:
+    a = _two_triangles()
+    split = np.array([5, 5, 5, 9, 9, 9])  # any integer ids
+    expected = modularity(a, split)
+    both_ways = torch.maximum(a, a.T) + torch.eye(6)  # each edge twice, plus self loops
+    assert modularity(both_ways, split) == pytest.approx(expected, abs=1e-12)
+    assert modularity(a.to_sparse(), split) == pytest.approx(expected, abs=1e-12)
+    weighted = a.clone()
+    weighted[2, 3] = 3.0  # the joining edge weighs three: m = 9, 2m = 18, degrees 9 and 9
+    assert modularity(weighted, split) == pytest.approx(6 / 9 - 2 * (9 / 18) ** 2, abs=1e-12)
+    assert modularity(torch.zeros(3, 3), np.array([0, 1, 2])) == 0.0
+
+
+def test_modularity_errors() -> None:
+    a = _two_triangles()
+    with pytest.raises(ValueError, match="square"):
+        modularity(a[:5], np.zeros(6, dtype=np.int64))
+    with pytest.raises(ValueError, match="one label per sample"):
+        modularity(a, np.zeros(5, dtype=np.int64))
+    with pytest.raises(ValueError, match="non-negative"):
+        modularity(-a, np.zeros(6, dtype=np.int64))

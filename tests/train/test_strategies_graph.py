@@ -115,6 +115,7 @@ def test_npz_loader_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out["last"]) == {"acc", "nmi", "ari"} and "best_over_epochs" in out
+    assert set(out["modularity_selected"]) == {"epoch", "modularity", "acc", "nmi", "ari"}
     assert out["settings"]["epochs"] == 2 and out["settings"]["k"] is None
     np.savez(tmp_path / "bad.npz", x=x.numpy(), edge_index=np.array([[0], [95]]))
     assert main(["cluster", "--data", str(tmp_path / "bad.npz"), "--clusters", "3"]) == 2
@@ -154,3 +155,27 @@ def test_smooth_steps_filter_the_features_on_the_graph() -> None:
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="smooth_steps"):
             scgc_cluster(x, 3, smooth_steps=bad)  # type: ignore[arg-type]
+
+
+def test_modularity_selection_picks_the_best_scoring_epoch() -> None:
+    from contrastkit.eval import modularity
+    from contrastkit.losses.graph import knn_graph
+
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(3).repeat_interleave(30)
+    x = torch.eye(3, 12)[y] * 3 + torch.randn(90, 12, generator=g)  # overlapping blobs
+    adj = knn_graph(x, 3)
+    kwargs = {"labels": y, "adjacency": adj, "epochs": 6, "lr": 1e-2, **SMALL}
+    last = scgc_cluster(x, 3, **kwargs)  # type: ignore[arg-type]
+    chosen = scgc_cluster(x, 3, selection="modularity", **kwargs)  # type: ignore[arg-type]
+    scores = [h["modularity"] for h in last.history]
+    assert [h["modularity"] for h in chosen.history] == scores  # selection changes no training
+    epoch = int(chosen.selected["epoch"])
+    assert epoch < 6 and scores[-1] < max(scores)  # this case: the last epoch is not the best
+    assert chosen.selected["modularity"] == max(scores) == scores[epoch - 1]
+    assert chosen.selected["nmi"] == last.history[epoch - 1]["nmi"]
+    assert modularity(adj, chosen.predictions) == pytest.approx(max(scores))
+    assert modularity(adj, last.predictions) == pytest.approx(scores[-1])
+    assert last.selected == chosen.selected and chosen.settings["selection"] == "modularity"
+    with pytest.raises(ValueError, match="selection"):
+        scgc_cluster(x, 3, selection="best")

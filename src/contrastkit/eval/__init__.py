@@ -8,7 +8,8 @@ grad, and is sized for CPU use on tens of thousands of samples.
 - :func:`knn_predict`, :func:`knn_accuracy`: cosine kNN with InstDisc temperature-weighted votes.
 - :func:`linear_probe` -> :class:`ProbeResult`: multinomial logistic regression (L-BFGS, L2 chosen
   on a stratified validation split).
-- :func:`cluster_metrics`, :func:`clustering_accuracy`: k-means NMI / ARI / Hungarian accuracy.
+- :func:`cluster_metrics`, :func:`clustering_accuracy`: k-means NMI / ARI / Hungarian accuracy;
+  :func:`modularity`: label-free quality of a partition of a graph.
 - :func:`alignment`, :func:`uniformity`, :func:`tolerance`, :func:`singular_values`,
   :func:`effective_rank`, :func:`hardness_profile`: geometry of the representation (METHODS.md 2.8).
 - :func:`epoch_metrics`, :func:`subset`: monitoring during training (kNN and geometry every K
@@ -20,7 +21,7 @@ grad, and is sized for CPU use on tens of thousands of samples.
 - :func:`embed_run`, :func:`save_embeddings`, :func:`load_embeddings`: export embeddings.
 """
 
-from contrastkit.eval.clustering import cluster_metrics, clustering_accuracy
+from contrastkit.eval.clustering import cluster_metrics, clustering_accuracy, modularity
 from contrastkit.eval.embed import embed_run, load_embeddings, save_embeddings
 from contrastkit.eval.features import extract_features
 from contrastkit.eval.finetune import FinetuneResult, finetune
@@ -63,6 +64,7 @@ __all__ = [
     "layerwise_probe",
     "linear_probe",
     "load_embeddings",
+    "modularity",
     "probe_layers",
     "save_embeddings",
     "singular_values",

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit._validation import check_choice, check_embeddings, check_positive
-from contrastkit.eval import clustering_accuracy
+from contrastkit.eval import clustering_accuracy, modularity
 from contrastkit.losses.graph import (
     DECHead,
     NeighbourhoodContrast,
@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 VARIANTS = ("scgc*", "scgc")
+SELECTIONS = ("last", "modularity")
 
 
 @dataclass
@@ -83,8 +84,12 @@ class ClusterRun:
         pretrain: The metrics of k-means on the pretrained embeddings (the starting point).
         final_kmeans: The metrics of k-means (``n_init`` as for the centres) on the final
             embeddings — a different predictor than the DEC head's ``argmax q``, reported apart.
-        predictions: ``(n,)`` cluster ids of the last epoch (``argmax q``).
-        embeddings: ``(n, d)`` final embeddings.
+        selected: The epoch whose partition has the highest modularity on the training graph
+            (label-free model selection): ``epoch``, ``modularity``, and with labels ``acc``,
+            ``nmi``, ``ari`` of that epoch.
+        predictions: ``(n,)`` cluster ids (``argmax q``) of the last epoch, or of the selected
+            epoch with ``selection="modularity"``.
+        embeddings: ``(n, d)`` embeddings of the same epoch as ``predictions``.
         history: One record per epoch (losses, and metrics with labels).
         seconds: Total time (pretraining included).
         settings: The arguments of the run.
@@ -94,6 +99,7 @@ class ClusterRun:
     best: dict[str, float]
     pretrain: dict[str, float]
     final_kmeans: dict[str, float]
+    selected: dict[str, float]
     predictions: Tensor
     embeddings: Tensor
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -156,6 +162,7 @@ def scgc_cluster(
     center_lr: float | None = None,
     center_refresh_every: int | None = None,
     smooth_steps: int = 0,
+    selection: str = "last",
     seed: int = 0,
     device: torch.device | str | None = None,
     log: Callable[[str], None] | None = None,
@@ -198,6 +205,12 @@ def scgc_cluster(
             high graph frequencies; "Simple Contrastive Graph Clustering" (Liu et al., 2023)
             smooths with ``(I - L̃)^t`` of the symmetric-normalised Laplacian before its MLPs.
             Uses the graph only, no labels.
+        selection: Which epoch's partition to return: ``"last"`` (the reference), or
+            ``"modularity"``, the epoch whose ``argmax q`` has the highest Newman modularity on
+            the training graph (:func:`~contrastkit.eval.modularity`). Modularity uses no labels,
+            so this is model selection a user without labels can do; it guards against the
+            partition drifting between k-means refreshes of the centres. Both are always
+            computed and reported (``last`` and ``selected``).
         seed: Seed of every random choice.
         device: Where to train (None: CPU).
         log: Called with progress lines.
@@ -219,6 +232,7 @@ def scgc_cluster(
         if y.shape[0] != n:
             raise ValueError(f"labels must have shape ({n},), one per node; got {y.shape}")
     variant = check_choice(variant, "variant", VARIANTS)
+    selection = check_choice(selection, "selection", SELECTIONS)
     for name, value in (("alpha", alpha), ("beta", beta)):
         check_positive(value, name, allow_zero=True)
     check_positive(lr, "lr")
@@ -244,6 +258,7 @@ def scgc_cluster(
         "center_lr": center_lr,
         "center_refresh_every": center_refresh_every,
         "smooth_steps": smooth_steps,
+        "selection": selection,
         "seed": seed,
         "nodes": n,
     }
@@ -308,6 +323,8 @@ def scgc_cluster(
         best: dict[str, float] = {}
         pred = torch.as_tensor(pred0)
         z = z0
+        selected: dict[str, float] = {"modularity": -math.inf}
+        selected_pred, selected_z = pred, z0
         for ep in range(epochs):
             encoder.train()
             if center_refresh_every and ep > 0 and ep % center_refresh_every == 0:
@@ -334,6 +351,7 @@ def scgc_cluster(
                 "loss": float(loss.detach()),
                 "kl": float(kl.detach()),
                 "contrast": float(con.detach()),
+                "modularity": modularity(adj, pred),
             }
             if rec is not None:
                 record["reconstruction"] = float(rec.detach())
@@ -345,6 +363,9 @@ def scgc_cluster(
                         best[key] = value
                         best[f"{key}_epoch"] = ep + 1
             history.append(record)
+            if record["modularity"] > selected["modularity"]:
+                selected = {k: record[k] for k in ("epoch", "modularity", *_scores_of(record))}
+                selected_pred, selected_z = pred, z.detach()
             if log is not None and ((ep + 1) % 10 == 0 or ep + 1 == epochs):
                 extra = f"; {_fmt(record)}" if y is not None else ""
                 log(f"epoch {ep + 1}/{epochs}: loss {record['loss']:.4f}{extra}")
@@ -357,21 +378,31 @@ def scgc_cluster(
     )
     if y is not None and not history:
         last = dict(pretrain)
+    if not history:
+        selected = {"epoch": 0, "modularity": modularity(adj, pred), **pretrain}
     final_kmeans: dict[str, float] = {}
     if y is not None:
         final_pred, _ = _kmeans(z, n_clusters, seed, kmeans_n_init)
         final_kmeans = clustering_scores(y, final_pred)
+    if selection == "modularity":
+        pred, z = selected_pred, selected_z
     return ClusterRun(
         last=last,
         best=best,
         pretrain=pretrain,
         final_kmeans=final_kmeans,
+        selected=selected,
         predictions=pred,
         embeddings=z.detach().cpu(),
         history=history,
         seconds=time.perf_counter() - start,
         settings=settings,
     )
+
+
+def _scores_of(record: dict[str, Any]) -> tuple[str, ...]:
+    """The clustering metrics present in an epoch record (none without labels)."""
+    return tuple(key for key in ("acc", "nmi", "ari") if key in record)
 
 
 def _fmt(m: dict[str, Any]) -> str:
@@ -513,6 +544,13 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
         default=0,
         help="low-pass filter the features t times on the graph, X <- Â^t X (default 0: off)",
     )
+    p.add_argument(
+        "--selection",
+        default="last",
+        choices=list(SELECTIONS),
+        help="partition to output: the last epoch's, or the epoch of highest modularity on the "
+        "graph (label-free)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument(
@@ -561,6 +599,7 @@ def run_cluster(args: argparse.Namespace) -> int:
         center_lr=args.center_lr,
         center_refresh_every=args.center_refresh_every,
         smooth_steps=args.smooth_steps,
+        selection=args.selection,
         seed=args.seed,
         log=log,
     )
@@ -571,6 +610,7 @@ def run_cluster(args: argparse.Namespace) -> int:
                     "data": data.name,
                     "last": run.last,
                     "best_over_epochs": run.best,
+                    "modularity_selected": run.selected,
                     "pretrain_kmeans": run.pretrain,
                     "final_kmeans": run.final_kmeans,
                     "seconds": run.seconds,
@@ -590,9 +630,19 @@ def run_cluster(args: argparse.Namespace) -> int:
                 for k in ("acc", "nmi", "ari")
             )
             print(f"best over epochs (max):  {best}")
+        print(
+            f"max-modularity epoch {run.selected['epoch']} (label-free): {_fmt(run.selected)}, "
+            f"modularity {run.selected['modularity']:.4f}"
+        )
         print(f"k-means, final embedding: {_fmt(run.final_kmeans)}")
     else:
         sizes = torch.bincount(run.predictions, minlength=clusters).tolist()
         print(f"cluster sizes: {sizes}")
+        print(
+            f"modularity on the graph: last epoch {run.history[-1]['modularity']:.4f}, "
+            f"max {run.selected['modularity']:.4f} (epoch {run.selected['epoch']})"
+            if run.history
+            else f"modularity on the graph: {run.selected['modularity']:.4f}"
+        )
     print(f"time {run.seconds:.1f} s")
     return 0
