@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from contrastkit.eval import cluster_metrics, extract_features, modularity
-from contrastkit.losses.graph import knn_graph
+from contrastkit.losses.graph import knn_graph, normalized_adjacency
 from contrastkit.train.loop import load_run
 from contrastkit.train.strategies.graph_clustering import load_graph_data, scgc_cluster
 
@@ -93,6 +93,22 @@ def reference_modularity(
     return modularity(knn_graph(features.float(), k), predictions)
 
 
+def _filtered_kmeans(
+    features: torch.Tensor, labels: torch.Tensor, k: int, steps: int, seed: int
+) -> dict[str, float]:
+    """k-means on the low-pass filtered features ``Â^t X`` (rows L2-normalised): the graph alone.
+
+    The same filter as ``smooth_steps`` on the same kNN graph, then no encoder at all; AGC (Zhang et
+    al., "Attributed Graph Clustering via Adaptive Graph Convolution", IJCAI 2019) clusters such
+    filtered features directly. A baseline that tells what SCGC*'s training adds to its input.
+    """
+    x = features.float()
+    a_hat = normalized_adjacency(knn_graph(x, k))
+    for _ in range(steps):
+        x = torch.sparse.mm(a_hat, x)
+    return cluster_metrics(x, labels, normalize=True, n_init=10, seed=seed)
+
+
 def _row(name: str, m: dict[str, float], note: str = "") -> dict[str, Any]:
     return {"method": name, "acc": m["acc"], "nmi": m["nmi"], "ari": m["ari"], "note": note}
 
@@ -104,6 +120,7 @@ def run(
     overrides: dict[str, Any],
     only: str = "both",
     raw_kmeans: bool = True,
+    filtered_kmeans: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     d = load_graph_data(data)
     assert d.labels is not None
@@ -116,6 +133,10 @@ def run(
         km = cluster_metrics(d.features, d.labels, normalize=False, n_init=10, seed=seed)
         rows.append(_row("k-means, raw pixels", km, f"{time.perf_counter() - t0:.0f} s"))
         print(f"[{data}] raw k-means: {km}", flush=True)
+    for steps in filtered_kmeans:
+        kf = _filtered_kmeans(d.features, d.labels, int(settings.get("k", 10)), steps, seed)
+        rows.append(_row(f"k-means, graph-filtered pixels (Â^{steps} X, L2)", kf, "no training"))
+        print(f"[{data}] k-means on Â^{steps} X: {kf}", flush=True)
     gain = None
     scgc_run: dict[str, Any] | None = None
     if only in ("both", "pixels"):
@@ -216,6 +237,14 @@ def main() -> None:
         help="append one record per dataset (settings, seed, last-epoch metrics) to this list",
     )
     p.add_argument("--tag", default="", help="a name for the --sweep record")
+    p.add_argument(
+        "--filtered-kmeans",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="T",
+        help="add k-means on the graph-filtered pixels Â^T X (L2-normalised) for each T",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {}
@@ -223,7 +252,15 @@ def main() -> None:
         key, _, value = item.partition("=")
         overrides[key] = json.loads(value)
     results = [
-        run(name, args.run_dir, args.seed, overrides, args.only, not args.no_raw_kmeans)
+        run(
+            name,
+            args.run_dir,
+            args.seed,
+            overrides,
+            args.only,
+            not args.no_raw_kmeans,
+            tuple(args.filtered_kmeans),
+        )
         for name in args.data
     ]
     for r in results:
