@@ -140,6 +140,7 @@ class _GlobalContrastive(nn.Module):
 
     last_objective: Tensor | None
     schedule_epoch: Tensor
+    temperature: float  # set by each subclass
 
     def __init__(
         self,
@@ -219,6 +220,24 @@ class _GlobalContrastive(nn.Module):
             f"gamma_decay_epochs={self.gamma_decay_epochs}, "
             f"eps={self.eps}, reduction={self.reduction!r}"
         )
+
+    def _init_temperature_update(
+        self,
+        *,
+        rho: float,
+        eta: float,
+        beta: float,
+        tau_min: float,
+        tau_max: float,
+        grad_tau_clip: float | None,
+    ) -> None:
+        """Check and store the settings of iSogCLR's per-sample temperature update."""
+        self.rho = check_positive(rho, "rho", allow_zero=True)
+        self.rho_term = self.rho
+        self.eta = check_positive(eta, "eta", allow_zero=True)
+        self.beta = check_probability(beta, "beta")
+        self.tau_min, self.tau_max = _check_tau_bounds(self.temperature, tau_min, tau_max)
+        self.grad_tau_clip = _check_clip(grad_tau_clip)
 
 
 class SogCLR(_GlobalContrastive):
@@ -463,12 +482,14 @@ class ISogCLR(SogCLR):
             reduction=reduction,
             chunk_size=chunk_size,
         )
-        self.rho = check_positive(rho, "rho", allow_zero=True)
-        self.rho_term = self.rho
-        self.eta = check_positive(eta, "eta", allow_zero=True)
-        self.beta = check_probability(beta, "beta")
-        self.tau_min, self.tau_max = _check_tau_bounds(self.temperature, tau_min, tau_max)
-        self.grad_tau_clip = _check_clip(grad_tau_clip)
+        self._init_temperature_update(
+            rho=rho,
+            eta=eta,
+            beta=beta,
+            tau_min=tau_min,
+            tau_max=tau_max,
+            grad_tau_clip=grad_tau_clip,
+        )
         self.register_buffer("tau", torch.full((self.num_samples,), self.temperature))
         self.register_buffer("tau_momentum", torch.zeros(self.num_samples))
 
@@ -710,12 +731,14 @@ class ISogCLRBimodal(SogCLRBimodal):
             reduction=reduction,
             chunk_size=chunk_size,
         )
-        self.rho = check_positive(rho, "rho", allow_zero=True)
-        self.rho_term = self.rho
-        self.eta = check_positive(eta, "eta", allow_zero=True)
-        self.beta = check_probability(beta, "beta")
-        self.tau_min, self.tau_max = _check_tau_bounds(self.temperature, tau_min, tau_max)
-        self.grad_tau_clip = _check_clip(grad_tau_clip)
+        self._init_temperature_update(
+            rho=rho,
+            eta=eta,
+            beta=beta,
+            tau_min=tau_min,
+            tau_max=tau_max,
+            grad_tau_clip=grad_tau_clip,
+        )
         for side in ("image", "text"):
             self.register_buffer(f"tau_{side}", torch.full((self.num_samples,), self.temperature))
             self.register_buffer(f"tau_momentum_{side}", torch.zeros(self.num_samples))
