@@ -161,11 +161,10 @@ def _print_metrics(metrics: Mapping[str, Any], run_dir: Path) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    from contrastkit.data import load_dataset
     from contrastkit.train import evaluate_encoder, load_run
 
     config, model = load_run(args.run_dir)
-    split = load_dataset(config.data, root=args.data_root or config.data_root, seed=config.seed)
+    split = config.load_data(root=args.data_root)
     metrics = evaluate_encoder(
         model.encoder,
         split.train,

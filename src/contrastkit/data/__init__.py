@@ -3,7 +3,8 @@
 ``load_dataset("digits")`` always works (scikit-learn's bundled 8x8 digits);
 ``load_dataset("fashion-mnist")`` reads the standard IDX files (Debian: ``apt-get install
 dataset-fashion-mnist``; elsewhere ``download_fashion_mnist(DIR)`` then ``root=DIR``); any ``.npz``
-file of arrays works too. Every loader returns a :class:`DataSplit` of :class:`ArrayDataset` s
+file of arrays works too, and so does a folder of class folders of images
+(:func:`load_image_folder`). Every loader returns a :class:`DataSplit` of :class:`ArrayDataset` s
 holding float32 images ``(N, C, H, W)`` in ``[0, 1]`` and int64 labels ``0..K-1``.
 """
 
@@ -24,6 +25,7 @@ from contrastkit.data.download import (
     download_fashion_mnist,
 )
 from contrastkit.data.idx import IdxFormatError, read_idx, write_idx
+from contrastkit.data.image_folder import load_image_folder
 
 __all__ = [
     "DATA_DIR_ENV",
@@ -39,6 +41,7 @@ __all__ = [
     "find_fashion_mnist",
     "known_datasets",
     "load_dataset",
+    "load_image_folder",
     "read_idx",
     "write_idx",
 ]

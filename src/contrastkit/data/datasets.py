@@ -533,15 +533,18 @@ def load_dataset(
     root: str | os.PathLike[str] | None = None,
     seed: int = 0,
     test_fraction: float = 0.25,
+    image_size: int | None = None,
 ) -> DataSplit:
-    """Load a dataset by name, or from an ``.npz`` file, as a train/test split.
+    """Load a dataset by name, from an ``.npz`` file or from a folder of images, as a train/test split.
 
     Args:
-        name_or_path: ``"digits"``, ``"fashion-mnist"`` (or ``"fashion_mnist"``, ``"fmnist"``), or
+        name_or_path: ``"digits"``, ``"fashion-mnist"`` (or ``"fashion_mnist"``, ``"fmnist"``),
             the path to an ``.npz`` file holding ``x_train, y_train, x_test, y_test`` (used as
-            given) or ``x, y`` (split here). Images may be ``(N, H, W)``, ``(N, C, H, W)`` or
-            ``(N, H, W, C)`` with C = 1 or 3, uint8 (scaled by 1/255) or float in ``[0, 1]``;
-            labels any integers (mapped to ``0..K-1``, the same way in train and test).
+            given) or ``x, y`` (split here), or a folder of class folders of images
+            (:func:`~contrastkit.data.image_folder.load_image_folder`). ``.npz`` images may be
+            ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)`` with C = 1 or 3, uint8 (scaled by
+            1/255) or float in ``[0, 1]``; labels any integers (mapped to ``0..K-1``, the same way
+            in train and test).
         root: Folder holding the data files. For Fashion-MNIST it is the only place searched;
             without it, ``$CONTRASTKIT_DATA_DIR`` (or its ``fashion-mnist`` subfolder) and then
             ``/usr/share/datasets/fashion-mnist`` are. A relative ``.npz`` path is looked up under
@@ -551,6 +554,8 @@ def load_dataset(
         test_fraction: Share of the samples put in the test set where a split is made, in
             ``(0, 1)``; the split is stratified by label whenever every class can appear on both
             sides.
+        image_size: For an image folder: resize every image to this square size (shorter side,
+            then centre crop); None requires one size. Other data take no resizing here.
 
     Returns:
         The train and test :class:`ArrayDataset` s.
@@ -571,11 +576,22 @@ def load_dataset(
         raise TypeError(f"name_or_path must be a text path, got {text!r}")
     key = text.strip().lower()
     canonical = _ALIASES.get(key)
+    if image_size is not None and not Path(text).expanduser().is_dir():
+        raise ValueError(
+            f"image_size applies to image folders only; {text!r} is not a folder (got "
+            f"image_size={image_size!r})"
+        )
     if canonical == "digits":
         return _load_digits(seed=seed, test_fraction=test_fraction)
     if canonical == "fashion-mnist":
         return _load_fashion_mnist(root)
     path = Path(text).expanduser()
+    if path.is_dir():
+        from contrastkit.data.image_folder import load_image_folder
+
+        return load_image_folder(
+            path, image_size=image_size, seed=seed, test_fraction=test_fraction
+        )
     if path.suffix.lower() == ".npz" or path.is_file():
         return _load_npz(_resolve_npz(path, root), seed=seed, test_fraction=test_fraction)
     close = difflib.get_close_matches(key, list(_ALIASES), n=1)
@@ -583,6 +599,6 @@ def load_dataset(
     raise ValueError(
         f"unknown dataset {text!r}; known names: {', '.join(known_datasets())} "
         f"(aliases: {', '.join(a for a in _ALIASES if a not in _ALIASES.values())}), "
-        "or give the path to an .npz file with arrays x_train, y_train, x_test, y_test or x, y."
-        + hint
+        "or give the path to an .npz file with arrays x_train, y_train, x_test, y_test or x, y, "
+        "or to a folder of class folders of images." + hint
     )

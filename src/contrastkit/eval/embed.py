@@ -170,7 +170,9 @@ def embed_run(
         model = model.to(device)
     name = data if data is not None else config.data
     root = data_root if data_root is not None else (config.data_root if data is None else None)
-    parts = load_dataset(name, root=root, seed=config.seed)
+    # an image folder of the run's own data is resized as in training; other data as given
+    size = config.data_image_size if data is None and Path(name).expanduser().is_dir() else None
+    parts = load_dataset(name, root=root, seed=config.seed, image_size=size)
     chosen = [parts.train, parts.test] if split == "all" else [getattr(parts, split)]
     feats, labels, marks = [], [], []
     for mark, part in enumerate(chosen):

@@ -539,7 +539,6 @@ def write_report(
         FileNotFoundError: If ``run_dir`` is not a run directory or the data are missing.
         MissingExtraError: If matplotlib (the ``plot`` extra) is not installed.
     """
-    from contrastkit.data import load_dataset
     from contrastkit.train import load_run
     from contrastkit.views import ViewAugment, preset_for_dataset
 
@@ -554,11 +553,7 @@ def write_report(
     steps = _read_jsonl(run / "steps.jsonl")
     metrics_path = run / "metrics.json"
     metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    split = load_dataset(
-        config.data,
-        root=data_root if data_root is not None else config.data_root,
-        seed=config.seed,
-    )
+    split = config.load_data(root=data_root)
     train, test = split.train, split.test
     channels, height, _ = train.image_shape
     augment = ViewAugment(

@@ -13,11 +13,14 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contrastkit._validation import check_choice, check_keyword_arguments, check_positive
 from contrastkit.losses import loss_info
 from contrastkit.models.registry import check_encoder_kwargs, encoder_names
+
+if TYPE_CHECKING:
+    from contrastkit.data import DataSplit
 
 __all__ = ["FitConfig", "check_value_type", "config_from_mapping", "config_keys"]
 
@@ -46,11 +49,16 @@ class FitConfig:
     ``monitor_every`` calls ``contrastkit.eval.monitor.epoch_metrics`` every that many epochs (0:
     never). ``tensorboard`` also writes TensorBoard events when the ``tensorboard`` package is
     installed; ``evaluate=False`` skips the final kNN / linear-probe evaluation.
+
+    ``data`` is a dataset name, an ``.npz`` file or a folder of class folders of images
+    (:func:`contrastkit.data.load_dataset`); ``data_image_size`` resizes a folder's images to
+    that square size (None: they must share one size).
     """
 
     loss: str = "ntxent"
     data: str = "digits"
     data_root: str | None = None
+    data_image_size: int | None = None
     epochs: int = 40
     batch_size: int = 256
     views: int = 2
@@ -103,6 +111,14 @@ class FitConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.data_image_size is not None and (
+            isinstance(self.data_image_size, bool)
+            or not isinstance(self.data_image_size, int)
+            or self.data_image_size < 1
+        ):
+            raise ValueError(
+                f"data_image_size must be a positive integer or null, got {self.data_image_size!r}"
+            )
         for name in ("checkpoint_every", "monitor_every"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -164,6 +180,17 @@ class FitConfig:
                 f"encoder_widths and encoder_strides must have the same length; got "
                 f"{list(self.encoder_widths)} and {list(self.encoder_strides)}"
             )
+
+    def load_data(self, root: str | None = None) -> DataSplit:
+        """The train/test split this configuration names (``root`` overrides ``data_root``)."""
+        from contrastkit.data import load_dataset
+
+        return load_dataset(
+            self.data,
+            root=root or self.data_root,
+            seed=self.seed,
+            image_size=self.data_image_size,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the configuration."""

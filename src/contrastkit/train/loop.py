@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from contrastkit.data import ArrayDataset, load_dataset
+from contrastkit.data import ArrayDataset
 from contrastkit.distributed import (
     DistContext,
     DistributedLoss,
@@ -197,13 +197,21 @@ def evaluate_encoder(
     knn_temperature: float = 0.07,
     device: torch.device | None = None,
 ) -> dict[str, float]:
-    """kNN and linear-probe accuracy of frozen ``encoder`` features (fit on train, test on test)."""
+    """kNN and linear-probe accuracy of frozen ``encoder`` features (fit on train, test on test).
+
+    A training set smaller than ``k`` is voted on by all its samples; ``knn_k`` in the result
+    says which ``k`` was used.
+    """
     train_f = extract_features(encoder, train.images, device=device)
     test_f = extract_features(encoder, test.images, device=device)
-    knn = knn_accuracy(train_f, train.labels, test_f, test.labels, k=k, temperature=knn_temperature)
+    k_used = min(k, len(train))
+    knn = knn_accuracy(
+        train_f, train.labels, test_f, test.labels, k=k_used, temperature=knn_temperature
+    )
     probe = linear_probe(train_f, train.labels, test_f, test.labels)
     return {
         "knn_acc": float(knn),
+        "knn_k": k_used,
         "linear_acc": float(probe.accuracy),
         "feature_dim": train_f.shape[1],
     }
@@ -397,7 +405,7 @@ def _fit(
     if device.type == "cuda" and ctx.distributed:
         device = torch.device("cuda", ctx.local_rank)
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device))
-    split = load_dataset(config.data, root=config.data_root, seed=config.seed)
+    split = config.load_data()
     train, test = split.train, split.test
     channels, height, _ = train.image_shape
     info = loss_info(config.loss)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from contrastkit._validation import check_choice, check_positive
-from contrastkit.data import ArrayDataset, load_dataset
+from contrastkit.data import ArrayDataset
 from contrastkit.data.samplers import REPLAY_MODES, ReplayBuffer, replay_batch
 from contrastkit.distributed import view_generator
 from contrastkit.eval import extract_features, knn_accuracy, linear_probe
@@ -112,7 +112,7 @@ def fit_continual_supcon(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    split = load_dataset(config.data, root=config.data_root, seed=config.seed)
+    split = config.load_data()
     train, test = split.train, split.test
     task_list = [list(t) for t in (tasks or default_tasks(train.num_classes))]
     flat = [c for t in task_list for c in t]

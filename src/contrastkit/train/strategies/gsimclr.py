@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 
-from contrastkit.data import load_dataset
 from contrastkit.data.pseudo_labels import gsimclr_pseudo_labels
 from contrastkit.data.samplers import ClusterSpreadBatchSampler
 from contrastkit.train.config import FitConfig
@@ -63,7 +62,7 @@ def fit_gsimclr(
     """
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    split = load_dataset(config.data, root=config.data_root, seed=config.seed)
+    split = config.load_data()
     train, test = split.train, split.test
     k = config.batch_size if n_clusters is None else n_clusters
     t0 = time.perf_counter()

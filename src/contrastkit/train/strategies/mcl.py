@@ -23,7 +23,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from contrastkit.data import load_dataset
 from contrastkit.data.pseudo_labels import stage_clusters
 from contrastkit.data.samplers import CellBatchSampler, mixed_radix_labels
 from contrastkit.eval import extract_features
@@ -78,7 +77,7 @@ def fit_mcl(
         )
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    split = load_dataset(config.data, root=config.data_root, seed=config.seed)
+    split = config.load_data()
     train, test = split.train, split.test
     channels, size, _ = train.image_shape
     torch.manual_seed(config.seed)
