@@ -155,7 +155,8 @@ def _run_recipes(args: argparse.Namespace) -> int:
 
 def _print_metrics(metrics: Mapping[str, Any], run_dir: Path) -> None:
     if "knn_acc" in metrics:
-        print(f"kNN accuracy (k=20):    {float(metrics['knn_acc']):.4f}")
+        label = f"kNN accuracy (k={metrics['knn_k']}):" if "knn_k" in metrics else "kNN accuracy:"
+        print(f"{label:<24}{float(metrics['knn_acc']):.4f}")
         print(f"linear-probe accuracy:  {float(metrics['linear_acc']):.4f}")
     print(f"run directory:          {run_dir.resolve()}")
 
