@@ -7,12 +7,14 @@ into a folder and pass it as ``root=`` / ``--data-root``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
 import shutil
 import tempfile
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from contrastkit.data.idx import IdxFormatError, read_idx
@@ -49,6 +51,11 @@ FASHION_MNIST_MD5: dict[str, str] = {
 
 _CHUNK = 1 << 20
 
+_FASHION_MNIST_HINT = (
+    "Without a network, install Debian's package (apt-get install dataset-fashion-mnist) or copy "
+    "the IDX files into a folder and pass it as root= / --data-root DIR."
+)
+
 
 class DownloadError(OSError):
     """A file could not be fetched, or what came is not the expected file."""
@@ -81,8 +88,29 @@ def _verify(path: Path, name: str, url: str) -> None:
         )
 
 
-def _fetch(url: str, dest: Path, *, timeout: float, md5: str | None) -> None:
-    """Download ``url`` to ``dest`` through a temporary file in the same folder, then verify it."""
+@contextlib.contextmanager
+def _downloaded(
+    url: str, dest: Path, *, timeout: float, md5: str | None, hint: str = _FASHION_MNIST_HINT
+) -> Iterator[Path]:
+    """Stream ``url`` to a temporary file next to ``dest``, check its MD5 and yield its path.
+
+    The temporary file lies in ``dest.parent`` (so it can be renamed to ``dest`` atomically) and is
+    removed on leaving the block unless the caller has moved it away.
+
+    Args:
+        url: What to download; any scheme urllib opens, ``file://`` included.
+        dest: The file the download is meant for; only its folder and name are used.
+        timeout: Socket timeout in seconds.
+        md5: Expected hex MD5 digest, or None to skip the check.
+        hint: Sentence appended to the error when the download fails, saying how to get the data
+            without a network.
+
+    Yields:
+        The path of the complete, checked temporary file.
+
+    Raises:
+        DownloadError: If ``url`` cannot be fetched or its MD5 differs from ``md5``.
+    """
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
@@ -91,19 +119,32 @@ def _fetch(url: str, dest: Path, *, timeout: float, md5: str | None) -> None:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     shutil.copyfileobj(response, out, _CHUNK)
             except (OSError, http.client.HTTPException) as exc:
-                raise DownloadError(
-                    f"could not download {url}: {exc}. Without a network, install Debian's "
-                    "package (apt-get install dataset-fashion-mnist) or copy the IDX files into a "
-                    "folder and pass it as root= / --data-root DIR."
-                ) from exc
+                raise DownloadError(f"could not download {url}: {exc}. {hint}") from exc
         if md5 is not None and (got := _md5(tmp)) != md5:
             raise DownloadError(f"{url}: MD5 checksum mismatch (expected {md5}, got {got})")
-        _verify(tmp, dest.name, url)
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fetch(
+    url: str,
+    dest: Path,
+    *,
+    timeout: float,
+    md5: str | None,
+    verify: Callable[[Path, str, str], None] = _verify,
+    hint: str = _FASHION_MNIST_HINT,
+) -> None:
+    """Download ``url`` to ``dest`` through a temporary file in the same folder, then verify it.
+
+    ``verify(tmp_path, dest.name, url)`` checks the content and raises :class:`DownloadError` if it
+    is wrong; only a file that passes is moved to ``dest``.
+    """
+    with _downloaded(url, dest, timeout=timeout, md5=md5, hint=hint) as tmp:
+        verify(tmp, dest.name, url)
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; a data file should be world-readable
         os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def download_fashion_mnist(
