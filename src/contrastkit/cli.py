@@ -268,6 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_arguments(
         sub.add_parser("cluster", help="graph clustering (SCGC/SCGC*): ACC, NMI, ARI")
     )
+    p_download = sub.add_parser(
+        "download",
+        help="download a dataset's files (needs a network): fashion-mnist, cifar10, cifar100",
+    )
+    p_download.add_argument("name", choices=list(DOWNLOADABLE))
+    p_download.add_argument("--root", required=True, help="folder to put the files in")
+    p_download.add_argument(
+        "--url",
+        default=None,
+        help="other source (a mirror folder for fashion-mnist, the archive for CIFAR; file:// "
+        "works); checksums are checked for the official source only",
+    )
+    p_download.add_argument("--force", action="store_true", help="download again if present")
     from contrastkit.train.strategies.modalities import add_arrays_arguments
 
     add_arrays_arguments(
@@ -277,6 +290,25 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
     return parser
+
+
+DOWNLOADABLE = ("fashion-mnist", "cifar10", "cifar100")
+
+
+def _run_download(args: argparse.Namespace) -> int:
+    from contrastkit.data import DownloadError, download_cifar, download_fashion_mnist
+
+    try:
+        if args.name == "fashion-mnist":
+            kwargs = {"base_url": args.url} if args.url is not None else {}
+            folder = download_fashion_mnist(args.root, force=args.force, **kwargs)
+        else:
+            folder = download_cifar(args.name, args.root, url=args.url, force=args.force)
+    except DownloadError as exc:
+        print(f"contrastkit download: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.name}: files in {folder}; use --data {args.name} --data-root {args.root}")
+    return 0
 
 
 def _run_arrays(args: argparse.Namespace) -> int:
@@ -299,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"fit": _run_fit, "eval": _run_eval, "losses": _run_losses, "recipes": _run_recipes}
     handlers.update({"report": _run_report, "embed": _run_embed, "cluster": _run_cluster})
     handlers["fit-arrays"] = _run_arrays
+    handlers["download"] = _run_download
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

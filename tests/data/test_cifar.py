@@ -640,3 +640,46 @@ def test_bad_download_arguments(
 ) -> None:
     with pytest.raises(error, match=match):
         download_cifar("cifar10", tmp_path, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------
+# wiring: load_dataset, the trainer and `contrastkit download`
+
+
+def test_load_dataset_names_and_the_trainer(tmp_path: Path) -> None:
+    from contrastkit.data import load_dataset
+    from contrastkit.train import FitConfig, fit
+
+    arrays = write_cifar10(tmp_path / "cifar-10-batches-py")
+    for name in ("cifar10", "CIFAR-10", "cifar_10"):
+        check_split(load_dataset(name, root=tmp_path), arrays, "cifar10", 10)
+    with pytest.raises(DatasetNotFoundError, match="cifar-100-python"):
+        load_dataset("cifar100", root=tmp_path)
+    config = FitConfig(
+        data="cifar10",
+        data_root=str(tmp_path),
+        epochs=1,
+        batch_size=4,
+        out=str(tmp_path / "run"),
+        progress=False,
+        threads=1,
+        encoder_widths=(4, 4),
+        encoder_strides=(2, 2),
+        evaluate=False,  # six training images: too few for the linear probe's validation split
+    )
+    result = fit(config)
+    assert (tmp_path / "run" / "model.safetensors").is_file() and "knn_acc" not in result.metrics
+
+
+def test_cli_download_then_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from contrastkit.cli import main
+    from contrastkit.data import load_dataset
+
+    archive, arrays = cifar10_archive(tmp_path)
+    dest = tmp_path / "data"
+    assert main(["download", "cifar10", "--root", str(dest), "--url", archive.as_uri()]) == 0
+    assert "--data cifar10 --data-root" in capsys.readouterr().out
+    check_split(load_dataset("cifar10", root=dest), arrays, "cifar10", 10)
+    missing = (tmp_path / "nowhere.tar.gz").as_uri()
+    assert main(["download", "cifar100", "--root", str(dest), "--url", missing]) == 1
+    assert "could not download" in capsys.readouterr().err

@@ -69,7 +69,7 @@ def test_data_split_validation() -> None:
 
 
 def test_known_datasets() -> None:
-    assert known_datasets() == ["digits", "fashion-mnist"]
+    assert known_datasets() == ["cifar10", "cifar100", "digits", "fashion-mnist"]
     assert {"fmnist", "fashion_mnist"} <= set(known_datasets(include_aliases=True))
 
 

@@ -71,6 +71,12 @@ _ALIASES: dict[str, str] = {
     "fashion-mnist": "fashion-mnist",
     "fashion_mnist": "fashion-mnist",
     "fmnist": "fashion-mnist",
+    "cifar10": "cifar10",
+    "cifar-10": "cifar10",
+    "cifar_10": "cifar10",
+    "cifar100": "cifar100",
+    "cifar-100": "cifar100",
+    "cifar_100": "cifar100",
 }
 
 _NPZ_SPLIT_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -539,8 +545,10 @@ def load_dataset(
 
     Args:
         name_or_path: ``"digits"``, ``"fashion-mnist"`` (or ``"fashion_mnist"``, ``"fmnist"``),
-            the path to an ``.npz`` file holding ``x_train, y_train, x_test, y_test`` (used as
-            given) or ``x, y`` (split here), or a folder of class folders of images
+            ``"cifar10"`` / ``"cifar100"`` (the python-version batches, read without executing
+            pickled code: :func:`~contrastkit.data.cifar.load_cifar`), the path to an ``.npz``
+            file holding ``x_train, y_train, x_test, y_test`` (used as given) or ``x, y`` (split
+            here), or a folder of class folders of images
             (:func:`~contrastkit.data.image_folder.load_image_folder`). ``.npz`` images may be
             ``(N, H, W)``, ``(N, C, H, W)`` or ``(N, H, W, C)`` with C = 1 or 3, uint8 (scaled by
             1/255) or float in ``[0, 1]``; labels any integers (mapped to ``0..K-1``, the same way
@@ -548,7 +556,8 @@ def load_dataset(
         root: Folder holding the data files. For Fashion-MNIST it is the only place searched;
             without it, ``$CONTRASTKIT_DATA_DIR`` (or its ``fashion-mnist`` subfolder) and then
             ``/usr/share/datasets/fashion-mnist`` are. A relative ``.npz`` path is looked up under
-            it first. Ignored by ``"digits"``.
+            it first. For CIFAR the folder holding (or containing) ``cifar-10-batches-py`` /
+            ``cifar-100-python``, else ``$CONTRASTKIT_DATA_DIR``. Ignored by ``"digits"``.
         seed: Seed of the train/test split where one is made (digits, ``x, y`` arrays); an int in
             ``[0, 2**32)``. The same seed always gives the same split.
         test_fraction: Share of the samples put in the test set where a split is made, in
@@ -585,6 +594,10 @@ def load_dataset(
         return _load_digits(seed=seed, test_fraction=test_fraction)
     if canonical == "fashion-mnist":
         return _load_fashion_mnist(root)
+    if canonical in ("cifar10", "cifar100"):
+        from contrastkit.data.cifar import load_cifar
+
+        return load_cifar(canonical, root)
     path = Path(text).expanduser()
     if path.is_dir():
         from contrastkit.data.image_folder import load_image_folder
