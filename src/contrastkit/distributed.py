@@ -103,9 +103,18 @@ class DistContext:
     def distributed(self) -> bool:
         return self.world_size > 1
 
-    def close(self) -> None:
-        """Destroy the process group if this context created it."""
+    def close(self, *, synchronize: bool = False) -> None:
+        """Destroy the process group if this context created it.
+
+        Args:
+            synchronize: Wait at a barrier first, so that no rank tears down its communicator
+                while another still uses it (gloo may abort a process that exits mid-collective,
+                "terminate called without an active exception"). Use it on the success path only:
+                after a failure on one rank the others would wait at the barrier until the timeout.
+        """
         if self.owns_group and dist.is_initialized():
+            if synchronize and self.distributed:
+                dist.barrier()
             dist.destroy_process_group()
 
 

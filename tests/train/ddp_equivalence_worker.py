@@ -84,7 +84,7 @@ def main() -> None:
         for key, value in loss.state_dict().items():
             results[f"{name}/loss.{key}"] = value.detach().clone()
     save_file(results, str(out_dir / f"rank{rank}.safetensors"))
-    ctx.close()
+    ctx.close(synchronize=True)
 
 
 if __name__ == "__main__":

@@ -343,10 +343,13 @@ def fit(
         return _fit_strategy(config, resume=resume, on_step=on_step)
     device = resolve_device(config.device)
     ctx = init_distributed(use_cuda=device.type == "cuda")
+    finished = False
     try:
-        return _fit(config, ctx, resume=resume, on_step=on_step)
+        result = _fit(config, ctx, resume=resume, on_step=on_step)
+        finished = True
+        return result
     finally:
-        ctx.close()
+        ctx.close(synchronize=finished)
 
 
 def _fit_strategy(
