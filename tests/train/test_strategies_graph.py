@@ -179,3 +179,54 @@ def test_modularity_selection_picks_the_best_scoring_epoch() -> None:
     assert last.selected == chosen.selected and chosen.settings["selection"] == "modularity"
     with pytest.raises(ValueError, match="selection"):
         scgc_cluster(x, 3, selection="best")
+
+
+def test_image_folders_and_dataset_test_splits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = pytest.importorskip("PIL.Image")
+    from contrastkit.train import FitConfig, fit
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        for i in range(10):
+            a = rng.integers(0, 40, (9, 9), dtype=np.uint8)
+            a[3 * c : 3 * c + 3, :] += 200  # class c: a bright band in rows 3c .. 3c + 2
+            (tmp_path / "bands" / f"c{c}").mkdir(parents=True, exist_ok=True)
+            image.fromarray(a).save(tmp_path / "bands" / f"c{c}" / f"{i}.png")
+    folder = str(tmp_path / "bands")
+    d = load_graph_data(folder, image_size=8)
+    assert d.features.shape == (30, 64) and d.image_shape == (1, 8, 8) and d.name == "bands"
+    assert sorted(d.labels.tolist()) == sorted([0, 1, 2] * 10)  # type: ignore[union-attr]
+    digits_test = load_graph_data("digits-test")
+    assert digits_test.features.shape[1] == 64 and digits_test.image_shape == (1, 8, 8)
+    assert digits_test.features.shape[0] < 1797  # the held-out part only
+    with pytest.raises(ValueError, match="image_size applies to image folders only"):
+        load_graph_data("digits", image_size=8)
+    with pytest.raises(ValueError, match="<dataset>-test"):
+        load_graph_data("nonsense-test")
+    run = tmp_path / "run"
+    fit(
+        FitConfig(
+            data=folder,
+            data_image_size=8,
+            epochs=1,
+            batch_size=8,
+            out=str(run),
+            progress=False,
+            threads=1,
+            encoder_widths=(4,),
+            encoder_strides=(2,),
+            evaluate=False,
+        )
+    )
+    capsys.readouterr()  # drop what training printed
+    args = ["cluster", "--data", folder, "--image-size", "8", "--epochs", "2"]
+    args += ["--pretrain-epochs", "1", "--hidden", "8", "--json", "--run-dir", str(run)]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["data"] == "bands" and out["settings"]["nodes"] == 30
+    npz = tmp_path / "vectors.npz"
+    np.savez(npz, x=np.random.default_rng(1).random((12, 5)).astype(np.float32))
+    assert main(["cluster", "--data", str(npz), "--clusters", "2", "--run-dir", str(run)]) == 2
+    assert "holds feature vectors" in capsys.readouterr().err

@@ -71,6 +71,7 @@ class GraphData:
     labels: Tensor | None
     adjacency: Tensor | None
     name: str
+    image_shape: tuple[int, int, int] | None = None
 
 
 @dataclass
@@ -412,15 +413,23 @@ def _fmt(m: dict[str, Any]) -> str:
 # -- data --------------------------------------------------------------------------------------
 
 
-def load_graph_data(name: str, *, root: str | None = None) -> GraphData:
+def load_graph_data(
+    name: str, *, root: str | None = None, image_size: int | None = None
+) -> GraphData:
     """Features (and labels, adjacency) for clustering.
 
     - ``"digits"``: scikit-learn's 1,797 digits, pixels scaled to ``[0, 1]``, 64 features.
     - ``"fashion-mnist-test"``: the 10,000 Fashion-MNIST test images, 784 features in ``[0, 1]``
       (the IDX files, found as by :func:`contrastkit.data.load_dataset`; ``root`` names a folder).
+    - ``"<dataset>-test"`` for another name :func:`~contrastkit.data.load_dataset` knows (e.g.
+      ``cifar10-test``): that dataset's test images, flattened.
+    - a folder of class folders of images: all its images (train and test parts), flattened;
+      ``image_size`` resizes them as in training.
     - a path to an ``.npz`` with ``x`` (``(n, F)`` or images), optional ``y`` (labels), and an
       optional graph: ``adj`` (dense ``(n, n)``) or ``edge_index`` (``(2, E)`` integer pairs).
     """
+    if image_size is not None and not Path(name).expanduser().is_dir():
+        raise ValueError(f"image_size applies to image folders only; {name!r} is not a folder")
     if name == "digits":
         from sklearn.datasets import load_digits
 
@@ -430,6 +439,7 @@ def load_graph_data(name: str, *, root: str | None = None) -> GraphData:
             labels=torch.as_tensor(d.target, dtype=torch.int64),
             adjacency=None,
             name="digits",
+            image_shape=(1, 8, 8),
         )
     if name in ("fashion-mnist-test", "fmnist-test", "fashion_mnist_test"):
         from contrastkit.data import load_dataset
@@ -440,11 +450,16 @@ def load_graph_data(name: str, *, root: str | None = None) -> GraphData:
             labels=test.labels,
             adjacency=None,
             name="fashion-mnist-test",
+            image_shape=(1, 28, 28),
         )
-    path = Path(name)
+    path = Path(name).expanduser()
+    if path.is_dir() or _test_split_of(name) is not None:
+        return _image_graph_data(name, root, image_size)
     if path.suffix != ".npz":
         raise ValueError(
-            f"unknown clustering data {name!r}; use digits, fashion-mnist-test or a path to an .npz"
+            f"unknown clustering data {name!r}; use digits, fashion-mnist-test, <dataset>-test for "
+            f"a dataset name contrastkit knows, a folder of class folders of images, or a path to "
+            "an .npz"
         )
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
@@ -481,18 +496,50 @@ def load_graph_data(name: str, *, root: str | None = None) -> GraphData:
     )
 
 
-def _encoder_features(run_dir: str, data: GraphData, image_shape: tuple[int, ...] | None) -> Tensor:
+def _test_split_of(name: str) -> str | None:
+    """``"cifar10"`` for ``"cifar10-test"`` (any name :func:`load_dataset` knows), else None."""
+    from contrastkit.data import known_datasets
+
+    base = name.removesuffix("-test")
+    if base == name or base.lower() not in known_datasets(include_aliases=True):
+        return None
+    return base
+
+
+def _image_graph_data(name: str, root: str | None, image_size: int | None) -> GraphData:
+    from contrastkit.data import load_dataset
+
+    base = _test_split_of(name)
+    if base is not None and not Path(name).expanduser().is_dir():
+        split = load_dataset(base, root=root)
+        images, labels, title = split.test.images, split.test.labels, f"{base}-test"
+    else:
+        split = load_dataset(name, image_size=image_size)
+        images = torch.cat([split.train.images, split.test.images])
+        labels = torch.cat([split.train.labels, split.test.labels])
+        title = split.train.name
+    c, h, w = (int(v) for v in images.shape[1:])
+    return GraphData(
+        features=images.reshape(images.shape[0], -1),
+        labels=labels,
+        adjacency=None,
+        name=title,
+        image_shape=(c, h, w),
+    )
+
+
+def _encoder_features(run_dir: str, data: GraphData) -> Tensor:
     from contrastkit.eval import extract_features
     from contrastkit.train.loop import load_run
 
+    if data.image_shape is None:
+        raise ValueError(
+            "--run-dir needs image data (digits, fashion-mnist-test, <dataset>-test or an image "
+            f"folder); {data.name!r} holds feature vectors"
+        )
     _, model = load_run(run_dir)
-    if image_shape is None:
-        raise ValueError("--run-dir needs image data (digits or fashion-mnist-test)")
-    images = data.features.reshape(-1, *image_shape)
+    images = data.features.reshape(-1, *data.image_shape)
     return extract_features(model.encoder, images)
-
-
-_IMAGE_SHAPES = {"digits": (1, 8, 8), "fashion-mnist-test": (1, 28, 28)}
 
 
 # -- command line ------------------------------------------------------------------------------
@@ -503,9 +550,16 @@ def add_cluster_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
         default="digits",
-        help="digits, fashion-mnist-test, or a .npz with x, optional y and adj/edge_index",
+        help="digits, fashion-mnist-test, <dataset>-test (e.g. cifar10-test), a folder of class "
+        "folders of images, or a .npz with x, optional y and adj/edge_index",
     )
-    p.add_argument("--data-root", default=None, help="folder holding the Fashion-MNIST files")
+    p.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize the images of an image folder to this square size",
+    )
     p.add_argument("--clusters", type=int, default=None, help="default: number of label values")
     p.add_argument("--variant", default="scgc*", choices=list(VARIANTS))
     p.add_argument("--k", type=int, default=3, help="kNN graph neighbours (default 3)")
@@ -566,10 +620,10 @@ def run_cluster(args: argparse.Namespace) -> int:
     """``contrastkit cluster``: SCGC on a dataset, printing last-epoch and best-epoch metrics."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    data = load_graph_data(args.data, root=args.data_root)
+    data = load_graph_data(args.data, root=args.data_root, image_size=args.image_size)
     features = data.features
     if args.run_dir is not None:
-        features = _encoder_features(args.run_dir, data, _IMAGE_SHAPES.get(data.name))
+        features = _encoder_features(args.run_dir, data)
     clusters = args.clusters
     if clusters is None:
         if data.labels is None:
