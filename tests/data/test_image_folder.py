@@ -152,3 +152,30 @@ def test_fit_trains_on_an_image_folder(tmp_path: Path) -> None:
     assert '"data_image_size": 8' in saved
     with pytest.raises(ValueError, match="data_image_size must be a positive integer"):
         FitConfig(data=str(root), data_image_size=-1)
+
+
+def test_sixteen_bit_gray_is_rescaled_not_clipped(tmp_path: Path) -> None:
+    root = tmp_path / "deep"
+    wide = np.array([[0, 257, 32896, 65535]], dtype=np.uint16).repeat(2, axis=0)
+    for c in ("a", "b"):
+        for i in range(2):
+            path = root / c / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(wide).save(path)
+            with Image.open(path) as check:
+                assert check.mode.startswith("I;16")  # really a 16-bit file
+    split = load_image_folder(root, test_fraction=0.5)
+    assert split.train.image_shape == (1, 2, 4)
+    row = (split.train.images[0, 0, 0] * 255).round().tolist()
+    assert row == [
+        0.0,
+        1.0,
+        128.0,
+        255.0,
+    ]  # v * 255 / 65535; Pillow's convert("L") gives 0, 255, 255, 255
+    float_root = tmp_path / "float"
+    for c in ("a", "b"):
+        (float_root / c).mkdir(parents=True)
+        Image.fromarray(np.ones((2, 2), dtype=np.float32)).save(float_root / c / "0.tif")
+    with pytest.raises(ValueError, match="32-bit float images have no fixed range"):
+        load_image_folder(float_root, test_fraction=0.5)

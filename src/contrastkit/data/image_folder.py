@@ -8,9 +8,9 @@ Two layouts are read (class names are the subfolder names, sorted, mapped to ``0
 
 Images are decoded with Pillow (the ``images`` extra) into one in-memory float32 array, so this
 suits the small and medium sets contrastkit trains on a CPU, not ImageNet. If every image is
-grayscale the data have one channel, otherwise three (RGB; alpha is dropped). All images must have
-one size unless ``image_size`` is given: then each is resized so that its shorter side is
-``image_size`` and centre-cropped to a square.
+grayscale the data have one channel, otherwise three (RGB; alpha is dropped); 16-bit grayscale is
+rescaled to 8 bits. All images must have one size unless ``image_size`` is given: then each is
+resized so that its shorter side is ``image_size`` and centre-cropped to a square.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ __all__ = ["IMAGE_SUFFIXES", "find_image_folder_splits", "load_image_folder"]
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 _TEST_NAMES = ("test", "val", "validation")
-_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 
 
 def _pil() -> Any:
@@ -138,6 +138,24 @@ def _open(path: Path) -> Any:
         raise ValueError(f"{path}: cannot read it as an image ({exc})") from exc
 
 
+def _to_mode(raw: Any, mode: str, path: Path) -> Any:
+    """``raw`` as an 8-bit ``"L"`` or ``"RGB"`` image.
+
+    16-bit grayscale is rescaled (``v * 255 / 65535``, rounded): Pillow's own conversion would
+    clip every value above 255 to white.
+    """
+    if raw.mode.startswith("I;16"):
+        wide = np.asarray(raw, dtype=np.uint16).astype(np.uint32)
+        img = _pil().fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+        return img.convert(mode) if mode != "L" else img
+    if raw.mode in ("I", "F"):
+        raise ValueError(
+            f"{path}: 32-bit {'integer' if raw.mode == 'I' else 'float'} images have no fixed "
+            "range to scale to 8 bits; convert them to 8- or 16-bit images first"
+        )
+    return raw.convert(mode)
+
+
 def _read_images(files: Sequence[Path], image_size: int | None) -> np.ndarray:
     """Decode ``files`` into one uint8 array ``(N, C, H, W)``."""
     modes = []
@@ -150,8 +168,8 @@ def _read_images(files: Sequence[Path], image_size: int | None) -> np.ndarray:
     for path in files:
         with _open(path) as raw:
             try:
-                img = raw.convert(mode)
-            except (OSError, SyntaxError, ValueError) as exc:
+                img = _to_mode(raw, mode, path)
+            except (OSError, SyntaxError) as exc:
                 raise ValueError(f"{path}: cannot decode the image ({exc})") from exc
         if image_size is not None:
             img = _resize_square(img, image_size)
