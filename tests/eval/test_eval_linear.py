@@ -127,3 +127,20 @@ def test_bad_inputs() -> None:
         linear_probe(x.masked_fill(x > 1, float("nan")), y, x, y)
     with pytest.raises(TypeError, match="weight_decays"):
         linear_probe(x, y, x, y, weight_decays=1e-3)  # type: ignore[arg-type]
+
+
+def test_fallback_weight_decay_when_no_validation_split_fits() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(2).repeat_interleave(3)  # three per class: round(0.1 * 3) = 0 held out
+    x = torch.randn(6, 4, generator=g) + 3.0 * y[:, None]
+    with pytest.raises(ValueError, match="no validation sample"):
+        linear_probe(x, y, x, y)
+    result = linear_probe(x, y, x, y, fallback_weight_decay=1e-3)
+    assert result.weight_decay == 1e-3 and np.isnan(result.val_accuracy)
+    assert result.val_accuracies == () and result.accuracy == result.train_accuracy == 1.0
+    big = torch.randn(60, 4, generator=g)
+    labels = torch.arange(60) % 2
+    searched = linear_probe(big, labels, big, labels, fallback_weight_decay=1e-3)
+    assert searched.val_accuracies  # enough data: the search runs, the fallback is unused
+    with pytest.raises(ValueError, match="fallback_weight_decay"):
+        linear_probe(x, y, x, y, fallback_weight_decay=-1.0)

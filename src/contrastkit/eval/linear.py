@@ -37,7 +37,7 @@ class ProbeResult:
         accuracy: Test accuracy of the classifier refitted on the whole training set.
         weight_decay: The L2 strength chosen on the validation split.
         val_accuracy: Validation accuracy of the chosen strength (fitted on the rest of the train
-            set).
+            set); NaN when no validation split could be held out (``fallback_weight_decay``).
         train_accuracy: Accuracy of the refitted classifier on the whole training set.
         val_accuracies: ``(weight_decay, val_accuracy)`` for every candidate strength, in the given
             order.
@@ -177,6 +177,7 @@ def linear_probe(
     seed: int = 0,
     max_iter: int = 500,
     tol: float = 1e-5,
+    fallback_weight_decay: float | None = None,
 ) -> ProbeResult:
     """Linear-probe accuracy of frozen features (multinomial logistic regression with L2).
 
@@ -203,6 +204,9 @@ def linear_probe(
         seed: Seed of the validation split.
         max_iter: Maximum L-BFGS iterations per fit.
         tol: Stop when the largest absolute gradient entry falls below ``tol``.
+        fallback_weight_decay: Used, without validation, when the training set is too small for
+            ``val_fraction`` to hold out a sample (every class below about ``0.5 / val_fraction``
+            samples); None raises instead.
 
     Returns:
         A :class:`ProbeResult`.
@@ -229,6 +233,10 @@ def linear_probe(
     seed = _check_int(seed, "seed", minimum=0)
     max_iter = _check_int(max_iter, "max_iter")
     tol = check_positive(tol, "tol")
+    if fallback_weight_decay is not None:
+        fallback_weight_decay = check_positive(
+            fallback_weight_decay, "fallback_weight_decay", allow_zero=True
+        )
 
     device = train.device
     test = test.to(device)
@@ -245,6 +253,18 @@ def linear_probe(
     y_test = torch.where(classes[pos] == y_test_dev, pos, torch.full_like(pos, -1))
 
     fit_idx, val_idx = _stratified_split(y_train, val_fraction, seed)
+    if val_idx.numel() == 0 and fallback_weight_decay is not None:
+        scaler = _Standardizer(train)
+        x_train = scaler(train)
+        final = _fit_softmax(
+            x_train, y_train, n_classes, fallback_weight_decay, max_iter=max_iter, tol=tol
+        )
+        return ProbeResult(
+            accuracy=_accuracy(scaler(test), y_test, final),
+            weight_decay=fallback_weight_decay,
+            val_accuracy=math.nan,
+            train_accuracy=_accuracy(x_train, y_train, final),
+        )
     if val_idx.numel() == 0:
         raise ValueError(
             f"val_fraction = {val_fraction} leaves no validation sample (N_train = "

@@ -88,6 +88,9 @@ RESUME_FREE_KEYS = frozenset(
 #: Names under which a loss constructor takes the dataset size (per-sample state).
 _DATASET_SIZE_ARGS = ("num_samples", "data_size", "dataset_size", "n_data", "n_samples", "num_data")
 
+#: The linear probe's weight decay when the training set is too small to choose it on a split.
+SMALL_DATA_WEIGHT_DECAY = 1e-4
+
 #: Samples of the train and held-out sets handed to the epoch monitor.
 MONITOR_SAMPLES = 1000
 
@@ -200,7 +203,8 @@ def evaluate_encoder(
     """kNN and linear-probe accuracy of frozen ``encoder`` features (fit on train, test on test).
 
     A training set smaller than ``k`` is voted on by all its samples; ``knn_k`` in the result
-    says which ``k`` was used.
+    says which ``k`` was used. A training set too small to hold out a validation split for the
+    probe's weight decay gets weight decay 1e-4 without the search.
     """
     train_f = extract_features(encoder, train.images, device=device)
     test_f = extract_features(encoder, test.images, device=device)
@@ -208,7 +212,9 @@ def evaluate_encoder(
     knn = knn_accuracy(
         train_f, train.labels, test_f, test.labels, k=k_used, temperature=knn_temperature
     )
-    probe = linear_probe(train_f, train.labels, test_f, test.labels)
+    probe = linear_probe(
+        train_f, train.labels, test_f, test.labels, fallback_weight_decay=SMALL_DATA_WEIGHT_DECAY
+    )
     return {
         "knn_acc": float(knn),
         "knn_k": k_used,
