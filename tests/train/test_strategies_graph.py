@@ -230,3 +230,42 @@ def test_image_folders_and_dataset_test_splits(
     np.savez(npz, x=np.random.default_rng(1).random((12, 5)).astype(np.float32))
     assert main(["cluster", "--data", str(npz), "--clusters", "2", "--run-dir", str(run)]) == 2
     assert "holds feature vectors" in capsys.readouterr().err
+
+
+def test_cluster_presets_and_flag_overrides(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import inspect
+
+    from contrastkit.train.strategies.graph_clustering import CLUSTER_PRESETS
+
+    defaults = inspect.signature(scgc_cluster).parameters
+    for key, value in CLUSTER_PRESETS["reference"].items():
+        name = "inverse_temperature" if key == "tau" else key
+        assert defaults[name].default == value, key  # "reference" is the function's defaults
+    x, y = _blobs(7)
+    path = tmp_path / "b.npz"
+    np.savez(path, x=x.numpy(), y=y.numpy())
+    base = ["cluster", "--data", str(path), "--hidden", "8", "--json"]
+    assert main([*base, "--epochs", "2", "--pretrain-epochs", "1", "--preset", "tuned"]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert tuned["preset"] == "tuned"
+    got = tuned["settings"]
+    assert (got["k"], got["order"], got["smooth_steps"], got["selection"]) == (
+        10,
+        2,
+        3,
+        "modularity",
+    )
+    assert got["epochs"] == 2 and got["normalize_embeddings"] is True  # the flag wins over preset
+    assert got["center_refresh_every"] == 10
+    args = [*base, "--epochs", "2", "--pretrain-epochs", "1", "--preset", "tuned"]
+    args += ["--no-normalize-embeddings", "--center-refresh-every", "0", "--k", "4"]
+    assert main(args) == 0
+    got = json.loads(capsys.readouterr().out)["settings"]
+    assert got["normalize_embeddings"] is False and got["center_refresh_every"] is None
+    assert got["k"] == 4
+    assert main([*base, "--epochs", "1", "--pretrain-epochs", "1"]) == 0
+    ref = json.loads(capsys.readouterr().out)
+    assert ref["preset"] == "reference" and ref["settings"]["k"] == 3
+    assert ref["settings"]["inverse_temperature"] == 0.25 and ref["settings"]["smooth_steps"] == 0
