@@ -8,6 +8,7 @@ same process, and checks that the folder gives back exactly the same pixels per 
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/image_folder.py [--limit N] [--reps 3]
+    python benchmarks/image_folder.py --export DIR   # all 70,000 images as DIR/{train,test}/classK/
 """
 
 from __future__ import annotations
@@ -43,8 +44,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--limit", type=int, default=None, help="first N test images only")
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="only write both splits as DIR/train/classK/*.png and DIR/test/classK/*.png",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
+    if args.export is not None:
+        split = load_dataset("fashion-mnist")
+        for part in ("train", "test"):
+            ds = getattr(split, part)
+            _write_folder(ds.images, ds.labels, Path(args.export) / part)
+        print(f"wrote {len(split.train)} + {len(split.test)} PNGs under {args.export}")
+        return
     test = load_dataset("fashion-mnist").test
     images, labels = test.images, test.labels
     if args.limit is not None:
