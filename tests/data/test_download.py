@@ -94,3 +94,19 @@ def test_bad_remote_file_is_rejected(tmp_path: Path, content: bytes | None, matc
 def test_bad_timeout(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="timeout"):
         download_fashion_mnist(tmp_path, base_url=tmp_path.as_uri(), timeout=0)
+
+
+def test_cli_download_fashion_mnist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from contrastkit.cli import main
+    from contrastkit.data import load_dataset
+
+    mirror = _mirror(tmp_path / "mirror")
+    dest = tmp_path / "dl"
+    args = ["download", "fashion-mnist", "--root", str(dest), "--url", mirror.as_uri()]
+    assert main(args) == 0
+    assert "--data fashion-mnist --data-root" in capsys.readouterr().out
+    split = load_dataset("fashion-mnist", root=dest)
+    assert (len(split.train), len(split.test)) == (12, 6)
+    (mirror / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert main([*args, "--force"]) == 1
+    assert "could not download" in capsys.readouterr().err
