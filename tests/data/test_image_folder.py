@@ -150,6 +150,12 @@ def test_fit_trains_on_an_image_folder(tmp_path: Path) -> None:
     assert result.metrics["knn_k"] == 18  # fewer training images (18) than knn_k (20)
     saved = (tmp_path / "run" / "config.json").read_text()
     assert '"data_image_size": 8' in saved
+    from contrastkit.eval import embed_run, load_embeddings
+
+    # embed reloads the folder resized as in training (8 x 8), or it could not run the encoder
+    embed_run(tmp_path / "run", tmp_path / "e.npz", split="all")
+    embedded = load_embeddings(tmp_path / "e.npz")
+    assert embedded["features"].shape[0] == 24 and embedded["labels"].shape == (24,)
     with pytest.raises(ValueError, match="data_image_size must be a positive integer"):
         FitConfig(data=str(root), data_image_size=-1)
 

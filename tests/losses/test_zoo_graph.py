@@ -397,3 +397,16 @@ def test_knn_graph_chunked_equals_unchunked_and_errors() -> None:
         knn_graph(x, 0)
     with pytest.raises(ValueError, match="metric must be one of"):
         knn_graph(x, 2, metric="manhattan")
+
+
+def test_sparse_powers_raise_no_beta_warning() -> None:
+    import warnings
+
+    a = normalized_adjacency(
+        knn_graph(torch.randn(30, 4, generator=torch.Generator().manual_seed(0)), 3)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "Sparse CSR tensor support is in beta" would raise
+        sparse = influence_targets(a, order=3, cumulative=True)
+    dense = influence_targets(a.to_dense(), order=3, cumulative=True)
+    assert torch.allclose(sparse.to_dense(), dense, atol=1e-6)

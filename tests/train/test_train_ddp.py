@@ -185,3 +185,29 @@ def test_sharding_errors() -> None:
         ShardedBatchSampler(10, 4, seed=0, rank=2, world_size=2)
     with pytest.raises(ValueError, match="cannot be shared"):
         ShardedBatchSampler(10, 2, seed=0, rank=0, world_size=4)
+
+
+@pytest.mark.parametrize(
+    ("synchronize", "world", "expected"),
+    [
+        (True, 2, ["barrier", "destroy"]),  # wait for every rank, then tear down
+        (False, 2, ["destroy"]),  # after a failure: no barrier the others could hang on
+        (True, 1, ["destroy"]),  # one process: nothing to wait for
+    ],
+)
+def test_close_waits_at_a_barrier_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, synchronize: bool, world: int, expected: list[str]
+) -> None:
+    import torch.distributed as dist
+
+    from contrastkit.distributed import DistContext
+
+    calls: list[str] = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    DistContext(world_size=world, owns_group=True).close(synchronize=synchronize)
+    assert calls == expected
+    calls.clear()
+    DistContext(world_size=world, owns_group=False).close(synchronize=True)
+    assert calls == []  # a group this context did not create is left alone
