@@ -168,11 +168,10 @@ def embed_run(
     config, model = load_run(Path(run_dir))
     if device is not None:
         model = model.to(device)
-    name = data if data is not None else config.data
-    root = data_root if data_root is not None else (config.data_root if data is None else None)
-    # an image folder of the run's own data is resized as in training; other data as given
-    size = config.data_image_size if data is None and Path(name).expanduser().is_dir() else None
-    parts = load_dataset(name, root=root, seed=config.seed, image_size=size)
+    if data is None:  # the run's own data, loaded (and resized) as in training
+        parts = config.load_data(root=data_root)
+    else:
+        parts = load_dataset(data, root=data_root, seed=config.seed)
     chosen = [parts.train, parts.test] if split == "all" else [getattr(parts, split)]
     feats, labels, marks = [], [], []
     for mark, part in enumerate(chosen):
@@ -185,7 +184,7 @@ def embed_run(
         marks.append(torch.full((len(part),), mark if split == "all" else 0, dtype=torch.int64))
     metadata = {
         "run_dir": str(Path(run_dir)),
-        "data": str(name),
+        "data": str(data if data is not None else config.data),
         "split": split,
         "layer": layer,
         "loss": str(config.loss),
