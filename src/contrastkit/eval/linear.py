@@ -254,16 +254,14 @@ def linear_probe(
 
     fit_idx, val_idx = _stratified_split(y_train, val_fraction, seed)
     if val_idx.numel() == 0 and fallback_weight_decay is not None:
-        scaler = _Standardizer(train)
-        x_train = scaler(train)
-        final = _fit_softmax(
-            x_train, y_train, n_classes, fallback_weight_decay, max_iter=max_iter, tol=tol
+        test_acc, train_acc = _refit_and_test(
+            train, y_train, test, y_test, n_classes, fallback_weight_decay, max_iter, tol, None
         )
         return ProbeResult(
-            accuracy=_accuracy(scaler(test), y_test, final),
+            accuracy=test_acc,
             weight_decay=fallback_weight_decay,
             val_accuracy=math.nan,
-            train_accuracy=_accuracy(x_train, y_train, final),
+            train_accuracy=train_acc,
         )
     if val_idx.numel() == 0:
         raise ValueError(
@@ -290,15 +288,34 @@ def linear_probe(
     best = max(order, key=lambda i: (val_acc[i], wds[i]))
     del x_fit, x_val
 
+    test_acc, train_acc = _refit_and_test(
+        train, y_train, test, y_test, n_classes, wds[best], max_iter, tol, solutions[best]
+    )
+    return ProbeResult(
+        accuracy=test_acc,
+        weight_decay=wds[best],
+        val_accuracy=val_acc[best],
+        train_accuracy=train_acc,
+        val_accuracies=tuple((wds[i], val_acc[i]) for i in range(len(wds))),
+    )
+
+
+def _refit_and_test(
+    train: Tensor,
+    y_train: Tensor,
+    test: Tensor,
+    y_test: Tensor,
+    n_classes: int,
+    weight_decay: float,
+    max_iter: int,
+    tol: float,
+    init: tuple[Tensor, Tensor] | None,
+) -> tuple[float, float]:
+    """Fit on the whole training set (standardised with its own statistics); test and train
+    accuracy."""
     scaler = _Standardizer(train)
     x_train = scaler(train)
     final = _fit_softmax(
-        x_train, y_train, n_classes, wds[best], max_iter=max_iter, tol=tol, init=solutions[best]
+        x_train, y_train, n_classes, weight_decay, max_iter=max_iter, tol=tol, init=init
     )
-    return ProbeResult(
-        accuracy=_accuracy(scaler(test), y_test, final),
-        weight_decay=wds[best],
-        val_accuracy=val_acc[best],
-        train_accuracy=_accuracy(x_train, y_train, final),
-        val_accuracies=tuple((wds[i], val_acc[i]) for i in range(len(wds))),
-    )
+    return _accuracy(scaler(test), y_test, final), _accuracy(x_train, y_train, final)
