@@ -137,6 +137,9 @@ def _run_fit(args: argparse.Namespace) -> int:
             values["out"] = f"runs/{label}-{data_tag}"
         result = fit(config_from_mapping(values, source="command line"))
     if result.metrics:
+        from contrastkit.train.loop import summary_line
+
+        print(summary_line(result.metrics, result.run_dir), flush=True)
         _print_metrics(result.metrics, result.run_dir)
     return 0
 
@@ -334,6 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers["download"] = _run_download
     try:
         return handlers[args.command](args)
+    except FloatingPointError as exc:  # a diverged run is a training failure, not bad input
+        print(f"contrastkit {args.command}: training failed: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"contrastkit {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -1,6 +1,10 @@
-"""The training loop: views -> encoder -> head -> loss, checkpoints and resume, then evaluation.
+"""``fit``: views -> encoder -> head -> loss on the training core, checkpoints and resume, then
+evaluation.
 
-One loop serves a single process and ``torchrun`` (see :mod:`contrastkit.distributed` for the
+The steps run on :class:`~contrastkit.train.core.TrainingCore`; ``fit`` is four functions a reader
+can hold in mind: :func:`_build` (data, model, loss, optimizer), :func:`_open_run_dir` (a fresh run
+directory or the newest checkpoint), :func:`_train_epochs` and :func:`_finish` (weights, metrics).
+One code path serves a single process and ``torchrun`` (see :mod:`contrastkit.distributed` for the
 gradient convention): the model is wrapped in ``DistributedDataParallel`` when there are several
 processes, every loss goes through :class:`~contrastkit.distributed.DistributedLoss`, batches come
 from :class:`~contrastkit.distributed.ShardedBatchSampler`, and rank 0 alone writes checkpoints,
@@ -17,7 +21,6 @@ are those of the uninterrupted run (same seed, same device; bitwise on a CPU).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import json
 import math
@@ -26,11 +29,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from contrastkit.data import ArrayDataset
 from contrastkit.distributed import (
@@ -38,12 +40,11 @@ from contrastkit.distributed import (
     DistributedLoss,
     ShardedBatchSampler,
     all_reduce_mean,
-    average_gradients,
     barrier,
     init_distributed,
     view_generator,
 )
-from contrastkit.eval import extract_features, knn_accuracy, linear_probe
+from contrastkit.eval import epoch_metrics, extract_features, knn_accuracy, linear_probe
 from contrastkit.losses import get_loss, loss_info
 from contrastkit.models import ContrastiveModel, MLPHead, build_encoder, count_parameters
 from contrastkit.train.checkpoint import (
@@ -55,12 +56,27 @@ from contrastkit.train.checkpoint import (
     weights_metadata,
 )
 from contrastkit.train.config import FitConfig, config_from_mapping
+from contrastkit.train.core import (
+    StepOutput,
+    TrainingCore,
+    bf16_is_fast,
+    progress_bar,
+    resolve_device,
+)
 from contrastkit.train.logging import EPOCH_LOG, STEP_LOG, RunLogger, truncate_logs
 from contrastkit.train.optim import build_optimizer, build_schedule
 from contrastkit.train.state import Progress, capture_state, restore_state
 from contrastkit.views import JigsawPretext, RotationPretext, ViewAugment, preset_for_dataset
 
-__all__ = ["FitResult", "build_model", "evaluate_encoder", "fit", "load_run", "resume_run"]
+__all__ = [
+    "FitResult",
+    "build_model",
+    "evaluate_encoder",
+    "fit",
+    "load_run",
+    "resume_run",
+    "summary_line",
+]
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -102,25 +118,6 @@ class FitResult:
     run_dir: Path
     metrics: dict[str, Any]
     model: ContrastiveModel
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA when available, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device='cuda' was requested but CUDA is not available; use 'cpu' or 'auto'"
-        )
-    return torch.device(name)
-
-
-def bf16_is_fast(device: torch.device) -> bool:
-    """Whether bf16 autocast is expected to speed up convolutions on ``device``."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    return bool(check()) if check is not None else False
 
 
 def build_model(
@@ -223,32 +220,10 @@ def evaluate_encoder(
     }
 
 
-def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
 def _fork_rng(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """Isolate the global generators (evaluation must not change the training stream)."""
     devices = [device.index or 0] if device.type == "cuda" else []
     return torch.random.fork_rng(devices=devices)
-
-
-_MONITOR: ModuleType | bool | None = False  # False: not looked up yet
-
-
-def _monitor_module() -> ModuleType | None:
-    """``contrastkit.eval.monitor`` if it is installed, else None (looked up once)."""
-    global _MONITOR
-    if _MONITOR is False:
-        try:
-            _MONITOR = importlib.import_module("contrastkit.eval.monitor")
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("contrastkit.eval.monitor", "contrastkit.eval"):
-                raise
-            _MONITOR = None
-    return _MONITOR if isinstance(_MONITOR, ModuleType) else None
 
 
 def _subset(data: ArrayDataset, n: int, seed: int) -> ArrayDataset:
@@ -264,42 +239,22 @@ def _subset(data: ArrayDataset, n: int, seed: int) -> ArrayDataset:
     )
 
 
-def _monitor(
-    model: ContrastiveModel,
-    train: ArrayDataset,
-    test: ArrayDataset,
-    config: FitConfig,
-    augment: ViewAugment,
-    device: torch.device,
-) -> dict[str, float]:
-    """Call ``contrastkit.eval.monitor.epoch_metrics(encoder, train_subset, heldout_subset)``.
+def _monitor(t: _Training, config: FitConfig) -> dict[str, float]:
+    """kNN and geometry of the encoder on subsets (:func:`contrastkit.eval.epoch_metrics`).
 
-    ``augment`` (the training views, for the alignment) and ``k`` are passed too when the function
-    takes them. The global generators are restored afterwards, so monitoring never changes training.
+    The global generators are restored afterwards, so monitoring never changes training.
     """
-    module = _monitor_module()
-    if module is None:
-        return {}
-    metrics_fn = module.epoch_metrics
-    try:
-        params = inspect.signature(metrics_fn).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        params = {}  # type: ignore[assignment]
-    extra: dict[str, Any] = {}
-    if "augment" in params:
-        extra["augment"] = augment
-    if "k" in params:
-        extra["k"] = config.knn_k
-    was_training = model.training
-    with _fork_rng(device):
-        result = metrics_fn(
-            model.encoder,
-            _subset(train, MONITOR_SAMPLES, config.seed),
-            _subset(test, MONITOR_SAMPLES, config.seed),
-            **extra,
+    was_training = t.model.training
+    with _fork_rng(t.device):
+        result = epoch_metrics(
+            t.model.encoder,
+            _subset(t.train, MONITOR_SAMPLES, config.seed),
+            _subset(t.test, MONITOR_SAMPLES, config.seed),
+            augment=t.augment,
+            k=config.knn_k,
         )
-    model.train(was_training)
-    return {str(k): float(v) for k, v in dict(result).items()}
+    t.model.train(was_training)
+    return {str(k): float(v) for k, v in result.items()}
 
 
 def _set_epoch(loss: nn.Module, epoch: int) -> None:
@@ -400,13 +355,41 @@ def resume_run(run_dir: str | Path, **overrides: Any) -> FitResult:
     return fit(config, resume=True)
 
 
-def _fit(
-    config: FitConfig,
-    ctx: DistContext,
-    *,
-    resume: bool,
-    on_step: Callable[[dict[str, Any]], None] | None,
-) -> FitResult:
+@dataclass
+class _Training:
+    """What a standard run trains with, built from its config (see :func:`_build`)."""
+
+    config: FitConfig
+    ctx: DistContext
+    device: torch.device
+    use_bf16: bool
+    train: ArrayDataset
+    test: ArrayDataset
+    augment: ViewAugment
+    model: ContrastiveModel
+    net: nn.Module
+    loss_fn: nn.Module
+    criterion: DistributedLoss
+    pretext: RotationPretext | JigsawPretext | None
+    extra_modules: dict[str, nn.Module]
+    sampler: ShardedBatchSampler
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    needs_labels: bool
+    needs_index: bool
+    momentum: bool
+
+    @property
+    def hand_averaged(self) -> list[nn.Parameter]:
+        """Parameters outside the DDP-wrapped model (the loss's, the pretext head's)."""
+        params = list(self.loss_fn.parameters())
+        for module in self.extra_modules.values():
+            params.extend(module.parameters())
+        return params
+
+
+def _build(config: FitConfig, ctx: DistContext) -> _Training:
+    """Data, model, loss, sampler, optimizer and schedule of a standard run, on its device."""
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)  # the same on every rank: random choices inside a loss agree
@@ -415,93 +398,182 @@ def _fit(
         device = torch.device("cuda", ctx.local_rank)
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device))
     split = config.load_data()
-    train, test = split.train, split.test
-    channels, height, _ = train.image_shape
+    channels, height, _ = split.train.image_shape
     info = loss_info(config.loss)
-    needs_index = bool(getattr(info, "needs_index", False))
-    momentum = bool(getattr(info, "momentum_encoder", False))  # MoCo-style: keys from an EMA copy
     augment_name = config.augment or config.data
     augment = ViewAugment(preset_for_dataset(augment_name, channels=channels, image_size=height))
     model = build_model(config, channels, height).to(device)
-    encoder_dim = int(model.encoder.out_dim)  # type: ignore[arg-type]
-    pretext = build_pretext(config, encoder_dim, augment, height)
+    pretext = build_pretext(config, int(model.encoder.out_dim), augment, height)  # type: ignore[arg-type]
     extra_modules: dict[str, nn.Module] = {}
     if pretext is not None:
         extra_modules["pretext"] = pretext.to(device)
     if device.type == "cpu" or use_bf16:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loss_fn = build_loss(config, len(train))
+    loss_fn = build_loss(config, len(split.train))
+    momentum = bool(getattr(info, "momentum_encoder", False))  # MoCo-style: keys from an EMA copy
     if momentum:
         loss_fn.attach(model, config.head_out_dim)  # type: ignore[operator]
     loss_fn = loss_fn.to(device)
-    criterion = DistributedLoss(loss_fn)
     sampler = ShardedBatchSampler(
-        len(train), config.batch_size, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size
+        len(split.train),
+        config.batch_size,
+        seed=config.seed,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
     )
-    steps_per_epoch = len(sampler)
-    # Parameters outside the DDP-wrapped model: their gradients are averaged by hand.
-    loss_params = list(loss_fn.parameters())
+    extra_params = list(loss_fn.parameters())
     for module in extra_modules.values():
-        loss_params.extend(module.parameters())
-    optimizer = build_optimizer(config, list(model.parameters()) + loss_params)
-    schedule = build_schedule(config, optimizer, steps_per_epoch)
+        extra_params.extend(module.parameters())
+    optimizer = build_optimizer(config, list(model.parameters()) + extra_params)
+    schedule = build_schedule(config, optimizer, len(sampler))
     net: nn.Module = model
     if ctx.distributed:
         ids = [device.index] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return _Training(
+        config=config,
+        ctx=ctx,
+        device=device,
+        use_bf16=use_bf16,
+        train=split.train,
+        test=split.test,
+        augment=augment,
+        model=model,
+        net=net,
+        loss_fn=loss_fn,
+        criterion=DistributedLoss(loss_fn),
+        pretext=pretext,
+        extra_modules=extra_modules,
+        sampler=sampler,
+        optimizer=optimizer,
+        schedule=schedule,
+        needs_labels=bool(info.needs_labels),
+        needs_index=bool(getattr(info, "needs_index", False)),
+        momentum=momentum,
+    )
 
-    run_dir = Path(config.out)
-    checkpoints = CheckpointManager(run_dir / CHECKPOINT_DIR, keep=config.keep_checkpoints)
-    progress = Progress()
-    last_epoch_loss = math.nan
+
+@dataclass
+class _Position:
+    """Where a run starts: its progress, the last finished epoch's loss, the checkpoint used."""
+
+    progress: Progress
+    last_epoch_loss: float = math.nan
     resumed_from: str | None = None
-    if resume:
-        loaded = checkpoints.load_latest()
-        if loaded is None:
-            raise CheckpointError(
-                f"nothing to resume in {run_dir}: no checkpoint in {checkpoints.directory}"
-            )
-        tensors, meta, path = loaded
-        _check_resume_config(meta.get("config"), config)
-        progress = restore_state(
-            tensors,
-            meta,
-            model=model,
-            loss=loss_fn,
-            optimizer=optimizer,
-            scheduler=schedule,
-            modules=extra_modules,
+
+
+def _open_run_dir(t: _Training, checkpoints: CheckpointManager, *, resume: bool) -> _Position:
+    """Restore the newest checkpoint (``resume``) or start the run directory afresh (rank 0)."""
+    run_dir = Path(t.config.out)
+    if not resume:
+        if t.ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            checkpoints.clear()
+            for stale in (WEIGHTS_FILE, METRICS_FILE):
+                (run_dir / stale).unlink(missing_ok=True)
+            atomic_write_json(run_dir / CONFIG_FILE, t.config.to_dict())
+            for log in (STEP_LOG, EPOCH_LOG):
+                (run_dir / log).write_bytes(b"")
+        return _Position(Progress())
+    loaded = checkpoints.load_latest()
+    if loaded is None:
+        raise CheckpointError(
+            f"nothing to resume in {run_dir}: no checkpoint in {checkpoints.directory}"
         )
-        last_epoch_loss = float(meta.get("last_epoch_loss", math.nan))
-        resumed_from = str(path)
-        if ctx.is_main:
-            truncate_logs(run_dir, meta.get("logs", {}))
-    elif ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        checkpoints.clear()
-        for stale in (WEIGHTS_FILE, METRICS_FILE):
-            (run_dir / stale).unlink(missing_ok=True)
-        atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
-        for log in (STEP_LOG, EPOCH_LOG):
-            (run_dir / log).write_bytes(b"")
-    barrier()
+    tensors, meta, path = loaded
+    _check_resume_config(meta.get("config"), t.config)
+    progress = restore_state(
+        tensors,
+        meta,
+        model=t.model,
+        loss=t.loss_fn,
+        optimizer=t.optimizer,
+        scheduler=t.schedule,
+        modules=t.extra_modules,
+    )
+    if t.ctx.is_main:
+        truncate_logs(run_dir, meta.get("logs", {}))
+    return _Position(progress, float(meta.get("last_epoch_loss", math.nan)), str(path))
+
+
+def _contrastive_step(
+    t: _Training, core: TrainingCore, epoch: int
+) -> Callable[[tuple[int, Tensor]], StepOutput]:
+    """One step of ``epoch``: views -> encoder -> head -> loss on the global batch (+ pretext)."""
+    config = t.config
+
+    def encode(batch: Tensor) -> Tensor:
+        """The encoder as the step runs it (pretext tasks call it on their inputs)."""
+        with core.autocast():
+            h = t.model.encoder(batch.contiguous(memory_format=torch.channels_last))
+        return h.float()
+
+    def embed(views: Tensor) -> Tensor:
+        b, v = views.shape[:2]
+        if t.momentum:  # queries from the online model, keys from its momentum copy
+            q_img = views[:, 0].contiguous(memory_format=torch.channels_last)
+            k_img = views[:, 1].contiguous(memory_format=torch.channels_last)
+            with core.autocast():
+                _, zq = t.net(q_img)
+                zk = t.loss_fn.encode_keys(k_img)  # type: ignore[operator]
+            return torch.stack([zq.float(), zk.float()], dim=1)
+        flat = views.reshape(b * v, *views.shape[2:]).contiguous(memory_format=torch.channels_last)
+        with core.autocast():
+            _, z = t.net(flat)
+        return z.float().reshape(b, v, -1)
+
+    def step_fn(batch: tuple[int, Tensor]) -> StepOutput:
+        step, idx = batch
+        x = t.train.images[idx].to(t.device, non_blocking=True)
+        gen = view_generator(seed=config.seed, epoch=epoch, step=step, rank=t.ctx.rank)
+        z = embed(t.augment.views(x, config.views, generator=gen))  # (b, V, D)
+        labels = t.train.labels[idx].to(t.device) if t.needs_labels else None
+        index = idx.to(t.device) if t.needs_index else None
+        loss = t.criterion(z, labels, index)
+        logs: dict[str, Tensor | float] = {}
+        objective = getattr(t.loss_fn, "last_objective", None)
+        if isinstance(objective, Tensor):  # e.g. iSogCLR: the true objective
+            logs["objective"] = objective.detach()
+        total = loss
+        if t.pretext is not None:
+            out = t.pretext(encode, x, epoch=epoch, generator=gen)
+            total = loss + out.loss
+            if out.weight > 0:
+                logs["pretext_loss"] = all_reduce_mean(out.cross_entropy)
+                logs["pretext_acc"] = all_reduce_mean(out.accuracy)
+        return StepOutput(loss=total, value=loss, logs=logs, samples=t.sampler.global_batch)
+
+    return step_fn
+
+
+def _train_epochs(
+    t: _Training,
+    position: _Position,
+    checkpoints: CheckpointManager,
+    on_step: Callable[[dict[str, Any]], None] | None,
+) -> tuple[TrainingCore, float]:
+    """Train from ``position`` to ``config.epochs``; checkpoint and log; the last epoch's loss."""
+    config, ctx = t.config, t.ctx
+    run_dir = Path(config.out)
+    steps_per_epoch = len(t.sampler)
     logger = RunLogger(
         run_dir,
         enabled=ctx.is_main,
         tensorboard=config.tensorboard,
-        resume_step=progress.global_step if resume else None,
+        resume_step=position.progress.global_step if position.resumed_from else None,
     )
+    last_epoch_loss = position.last_epoch_loss
 
     def save_checkpoint() -> None:
         if not ctx.is_main:
             return
         tensors, meta = capture_state(
-            model=model,
-            loss=loss_fn,
-            optimizer=optimizer,
-            scheduler=schedule,
-            progress=progress,
-            modules=extra_modules,
+            model=t.model,
+            loss=t.loss_fn,
+            optimizer=t.optimizer,
+            scheduler=t.schedule,
+            progress=core.progress,
+            modules=t.extra_modules,
             extra={
                 "config": config.to_dict(),
                 "logs": logger.offsets(),
@@ -509,167 +581,132 @@ def _fit(
                 "last_epoch_loss": last_epoch_loss,
             },
         )
-        checkpoints.save(progress.global_step, tensors, meta)
+        checkpoints.save(core.progress.global_step, tensors, meta)
 
-    def encode(batch: torch.Tensor) -> torch.Tensor:
-        """The encoder as the training step runs it (pretext tasks call it on their inputs)."""
-        with _autocast(device, use_bf16):
-            h = model.encoder(batch.contiguous(memory_format=torch.channels_last))
-        return h.float()
+    def checkpoint_mid_epoch(record: dict[str, Any]) -> None:
+        every = config.checkpoint_every
+        end_of_epoch = core.progress.step_in_epoch == steps_per_epoch
+        if every and core.progress.global_step % every == 0 and not end_of_epoch:
+            save_checkpoint()
 
-    images, labels = train.images, train.labels
-    all_params = [p for group in optimizer.param_groups for p in group["params"]]
-    bar = _progress(config, steps_per_epoch, initial=progress.global_step, enabled=ctx.is_main)
-    start_time = time.perf_counter()
+    after_step: list[Callable[[], None]] = []
+    if t.momentum:
+        after_step.append(lambda: t.loss_fn.update_key_encoder(t.model))  # type: ignore[operator]
+    core = TrainingCore(
+        t.optimizer,
+        schedule=t.schedule,
+        device=t.device,
+        bf16=t.use_bf16,
+        grad_clip=config.grad_clip,
+        hand_averaged=t.hand_averaged,
+        after_step=after_step,
+        on_step=[checkpoint_mid_epoch] + ([on_step] if on_step is not None else []),
+        logger=logger,
+        bar=progress_bar(
+            config.epochs * steps_per_epoch,
+            initial=position.progress.global_step,
+            enabled=config.progress and ctx.is_main,
+        ),
+        progress=position.progress,
+    )
     try:
-        for epoch in range(progress.epoch, config.epochs):
-            net.train()
-            for module in extra_modules.values():
-                module.train()
-            _set_epoch(loss_fn, epoch)
-            epoch_start = time.perf_counter()
-            first_step = progress.step_in_epoch
-            for step, idx in sampler.batches(epoch, start=progress.step_in_epoch):
-                x = images[idx].to(device, non_blocking=True)
-                gen = view_generator(seed=config.seed, epoch=epoch, step=step, rank=ctx.rank)
-                views = augment.views(x, config.views, generator=gen)  # (b, V, C, H, W)
-                b, v = views.shape[:2]
-                if momentum:  # queries from the online model, keys from its momentum copy
-                    q_img = views[:, 0].contiguous(memory_format=torch.channels_last)
-                    k_img = views[:, 1].contiguous(memory_format=torch.channels_last)
-                    with _autocast(device, use_bf16):
-                        _, zq = net(q_img)
-                        zk = loss_fn.encode_keys(k_img)  # type: ignore[operator]
-                    z = torch.stack([zq.float(), zk.float()], dim=1)
-                else:
-                    flat = views.reshape(b * v, *views.shape[2:]).contiguous(
-                        memory_format=torch.channels_last
-                    )
-                    with _autocast(device, use_bf16):
-                        _, z = net(flat)
-                    z = z.float().reshape(b, v, -1)
-                batch_labels = labels[idx].to(device) if info.needs_labels else None
-                batch_index = idx.to(device) if needs_index else None
-                loss = criterion(z, batch_labels, batch_index)
-                total = loss
-                pretext_out = None
-                if pretext is not None:
-                    pretext_out = pretext(encode, x, epoch=epoch, generator=gen)
-                    total = loss + pretext_out.loss
-                global_loss = float(all_reduce_mean(loss))
-                if not math.isfinite(global_loss):
-                    raise FloatingPointError(
-                        f"loss became {global_loss} at epoch {epoch + 1}, step {step + 1}; lower "
-                        "the learning rate, raise the temperature or set grad_clip"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                average_gradients(loss_params)
-                record: dict[str, Any] = {
-                    "step": progress.global_step + 1,
-                    "epoch": epoch + 1,
-                    "loss": global_loss,
-                    "lr": float(optimizer.param_groups[0]["lr"]),
-                }
-                objective = getattr(loss_fn, "last_objective", None)
-                if isinstance(objective, torch.Tensor):  # e.g. iSogCLR: the true objective
-                    record["objective"] = float(objective)
-                if pretext_out is not None and pretext_out.weight > 0:
-                    record["pretext_loss"] = float(all_reduce_mean(pretext_out.cross_entropy))
-                    record["pretext_acc"] = float(all_reduce_mean(pretext_out.accuracy))
-                if config.grad_clip is not None:
-                    norm = torch.nn.utils.clip_grad_norm_(all_params, config.grad_clip)
-                    record["grad_norm"] = float(norm)
-                optimizer.step()
-                schedule.step()
-                if momentum:
-                    loss_fn.update_key_encoder(model)  # type: ignore[operator]
-                progress.global_step += 1
-                progress.step_in_epoch = step + 1
-                progress.loss_sum += global_loss * sampler.global_batch
-                progress.samples += sampler.global_batch
-                logger.step(record)
-                bar.update(1)
-                seen = (step + 1 - first_step) * sampler.global_batch
-                rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
-                bar.set_postfix(
-                    epoch=epoch + 1,
-                    loss=f"{progress.loss_sum / progress.samples:.4f}",
-                    samples_s=f"{rate:.0f}",
-                )
-                end_of_epoch = progress.step_in_epoch == steps_per_epoch
-                if (
-                    config.checkpoint_every
-                    and progress.global_step % config.checkpoint_every == 0
-                    and not end_of_epoch
-                ):
-                    save_checkpoint()
-                if on_step is not None:
-                    on_step(record)
-            epoch_time = time.perf_counter() - epoch_start
-            last_epoch_loss = progress.loss_sum / max(progress.samples, 1)
-            epoch_record: dict[str, Any] = {
+        for epoch in range(position.progress.epoch, config.epochs):
+            _set_epoch(t.loss_fn, epoch)
+            batches = t.sampler.batches(epoch, start=core.progress.step_in_epoch)
+            summary = core.run_epoch(
+                epoch,
+                batches,
+                _contrastive_step(t, core, epoch),
+                train=[t.net, *t.extra_modules.values()],
+            )
+            last_epoch_loss = summary.loss
+            record: dict[str, Any] = {
                 "epoch": epoch + 1,
-                "step": progress.global_step,
-                "loss": last_epoch_loss,
-                "lr": float(optimizer.param_groups[0]["lr"]),
-                "seconds": epoch_time,
-                "samples_per_s": progress.samples / max(epoch_time, 1e-9),
+                "step": core.progress.global_step,
+                "loss": summary.loss,
+                "lr": core.lr,
+                "seconds": summary.seconds,
+                "samples_per_s": summary.samples_per_s,
             }
             if ctx.is_main and config.monitor_every and (epoch + 1) % config.monitor_every == 0:
-                for key, value in _monitor(model, train, test, config, augment, device).items():
-                    epoch_record[key if key not in epoch_record else f"monitor_{key}"] = value
-            logger.epoch(epoch_record)
-            progress = Progress(epoch=epoch + 1, global_step=progress.global_step)
+                for key, value in _monitor(t, config).items():
+                    record[key if key not in record else f"monitor_{key}"] = value
+            logger.epoch(record)
             save_checkpoint()
     finally:
-        bar.close()
+        core.close()
         logger.close()
-    train_seconds = time.perf_counter() - start_time
+    return core, last_epoch_loss
 
+
+def _finish(
+    t: _Training, position: _Position, core: TrainingCore, last_epoch_loss: float, seconds: float
+) -> dict[str, Any]:
+    """Write the weights and the metrics (rank 0); evaluate the frozen encoder if asked."""
+    config = t.config
+    run_dir = Path(config.out)
+    channels, height, _ = t.train.image_shape
+    save_weights(
+        run_dir / WEIGHTS_FILE,
+        t.model.state_dict(),
+        metadata={
+            "format": "contrastkit/1",
+            "in_channels": str(channels),
+            "image_size": str(height),
+        },
+    )
     metrics: dict[str, Any] = {}
-    if ctx.is_main:
-        save_weights(
-            run_dir / WEIGHTS_FILE,
-            model.state_dict(),
-            metadata={
-                "format": "contrastkit/1",
-                "in_channels": str(channels),
-                "image_size": str(height),
-            },
-        )
-        if config.evaluate:
-            with _fork_rng(device):
-                metrics = evaluate_encoder(
-                    model.encoder,
-                    train,
-                    test,
-                    k=config.knn_k,
-                    knn_temperature=config.knn_temperature,
-                    device=device,
-                )
-        metrics.update(
-            {
-                "train_seconds": train_seconds,
-                "epochs": config.epochs,
-                "steps": progress.global_step,
-                "final_loss": last_epoch_loss,
-                "encoder_parameters": count_parameters(model.encoder),
-                "trainable_parameters": count_parameters(model)
-                + sum(count_parameters(m) for m in extra_modules.values()),
-                "precision": "bf16" if use_bf16 else "fp32",
-                "device": str(device),
-                "world_size": ctx.world_size,
-                "resumed_from": resumed_from,
-            }
-        )
-        atomic_write_json(run_dir / METRICS_FILE, metrics)
-        print(_summary_line(metrics, run_dir), flush=True)
+    if config.evaluate:
+        with _fork_rng(t.device):
+            metrics = evaluate_encoder(
+                t.model.encoder,
+                t.train,
+                t.test,
+                k=config.knn_k,
+                knn_temperature=config.knn_temperature,
+                device=t.device,
+            )
+    metrics.update(
+        {
+            "train_seconds": seconds,
+            "epochs": config.epochs,
+            "steps": core.progress.global_step,
+            "final_loss": last_epoch_loss,
+            "encoder_parameters": count_parameters(t.model.encoder),
+            "trainable_parameters": count_parameters(t.model)
+            + sum(count_parameters(m) for m in t.extra_modules.values()),
+            "precision": "bf16" if t.use_bf16 else "fp32",
+            "device": str(t.device),
+            "world_size": t.ctx.world_size,
+            "resumed_from": position.resumed_from,
+        }
+    )
+    atomic_write_json(run_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def _fit(
+    config: FitConfig,
+    ctx: DistContext,
+    *,
+    resume: bool,
+    on_step: Callable[[dict[str, Any]], None] | None,
+) -> FitResult:
+    """Build, open the run directory, train the epochs, finish: a standard run on this rank."""
+    t = _build(config, ctx)
+    checkpoints = CheckpointManager(Path(config.out) / CHECKPOINT_DIR, keep=config.keep_checkpoints)
+    position = _open_run_dir(t, checkpoints, resume=resume)
     barrier()
-    return FitResult(run_dir=run_dir, metrics=metrics, model=model)
+    start = time.perf_counter()
+    core, last_epoch_loss = _train_epochs(t, position, checkpoints, on_step)
+    seconds = time.perf_counter() - start
+    metrics = _finish(t, position, core, last_epoch_loss, seconds) if ctx.is_main else {}
+    barrier()
+    return FitResult(run_dir=Path(config.out), metrics=metrics, model=t.model)
 
 
-def _summary_line(metrics: Mapping[str, Any], run_dir: Path) -> str:
+def summary_line(metrics: Mapping[str, Any], run_dir: Path) -> str:
+    """One line that sums up a finished run (what ``contrastkit fit`` prints)."""
     parts = [
         f"contrastkit fit: done in {metrics['train_seconds']:.1f} s",
         f"{metrics['epochs']} epochs, {metrics['steps']} steps",
@@ -680,31 +717,6 @@ def _summary_line(metrics: Mapping[str, Any], run_dir: Path) -> str:
         parts.append(f"kNN {metrics['knn_acc']:.4f}, linear {metrics['linear_acc']:.4f}")
     parts.append(f"run {run_dir}")
     return "; ".join(parts)
-
-
-class _NullProgress:
-    def update(self, n: int) -> None:
-        pass
-
-    def set_postfix(self, **kwargs: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(config: FitConfig, steps_per_epoch: int, *, initial: int, enabled: bool) -> Any:
-    if not (config.progress and enabled):
-        return _NullProgress()
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=config.epochs * steps_per_epoch,
-        initial=initial,
-        unit="step",
-        dynamic_ncols=True,
-        mininterval=0.5,
-    )
 
 
 def load_run(run_dir: str | Path) -> tuple[FitConfig, ContrastiveModel]:
