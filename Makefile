@@ -15,15 +15,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/contrastkit fit --loss ntxent --data digits --epochs 15 --out runs/demo
+	$(BIN)/contrastkit fit --loss ntxent --data digits --epochs 15 --temperature 0.2 --out runs/demo --overwrite
 
+# The layer contracts (pyproject's [tool.importlinter]) first: CI runs `make test`.
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache --no-logo
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache --no-logo
 
 bench-fmnist: $(STAMP)
 	$(BIN)/python benchmarks/fashion_mnist.py

@@ -15,7 +15,7 @@ Usage (one thread, reniced, each dataset a few minutes on a CPU)::
     nice -n 10 python benchmarks/graph_clustering.py --data fashion-mnist-test \
         --run-dir runs/fmnist-simclr --out benchmarks/results/graph_clustering_fmnist.json
 
-Sweeps: ``--set KEY=JSON`` overrides any ``scgc_cluster`` argument (e.g. ``smooth_steps=3``, the
+Sweeps: ``--set KEY=JSON`` overrides any ``ScgcConfig`` field (e.g. ``smooth_steps=3``, the
 low-pass filter ``X <- Â^t X``), ``--no-raw-kmeans`` skips the raw-pixel baseline, and
 ``--sweep FILE --tag NAME`` appends every run (settings, seed, last / best-epoch metrics, per-epoch
 NMI and modularity, the label-free :func:`reference_modularity` of the last-epoch partition, and the
@@ -38,11 +38,15 @@ import torch
 
 from contrastkit.eval import cluster_metrics, extract_features, modularity
 from contrastkit.losses.graph import knn_graph, normalized_adjacency
-from contrastkit.train.loop import load_run
-from contrastkit.train.strategies.graph_clustering import load_graph_data, scgc_cluster
+from contrastkit.runs import load_run
+from contrastkit.train.strategies.graph_clustering import (
+    ScgcConfig,
+    load_graph_data,
+    scgc_cluster,
+)
 
 #: SCGC* settings used here: SCGC*'s HHAR inverse temperature 2.25 with beta = 1, and three
-#: departures from the reference, all options of ``scgc_cluster``: the DEC head on L2-normalised
+#: departures from the reference, all fields of ``ScgcConfig``: the DEC head on L2-normalised
 #: embeddings, a faster centre learning rate and a k-means refresh of the centres every 10 epochs.
 #: Without them the DEC centres cannot follow the embeddings (NMI of argmax q falls while k-means
 #: on the same embeddings rises). Fashion-MNIST uses a 10-NN graph and r = 2.
@@ -126,6 +130,7 @@ def run(
     assert d.labels is not None
     n_clusters = int(torch.unique(d.labels).numel())
     settings = {**SETTINGS.get(data, SETTINGS["digits"]), **overrides}
+    config = ScgcConfig(seed=seed, **settings)
     rows = []
     km: dict[str, float] | None = None
     if raw_kmeans:
@@ -140,7 +145,7 @@ def run(
     gain = None
     scgc_run: dict[str, Any] | None = None
     if only in ("both", "pixels"):
-        res = scgc_cluster(d.features, n_clusters, labels=d.labels, seed=seed, **settings)
+        res = scgc_cluster(d.features, n_clusters, config, labels=d.labels)
         print(f"[{data}] SCGC* pixels: last {res.last} best {res.best}", flush=True)
         t = f"{res.seconds:.0f} s"
         rows.append(_row("SCGC*, pixels, last epoch (argmax q)", res.last, t))
@@ -186,7 +191,7 @@ def run(
         kf = cluster_metrics(feats, d.labels, normalize=True, n_init=10, seed=seed)
         rows.append(_row("k-means, encoder features", kf, run_dir))
         print(f"[{data}] k-means encoder features: {kf}", flush=True)
-        enc = scgc_cluster(feats, n_clusters, labels=d.labels, seed=seed, **settings)
+        enc = scgc_cluster(feats, n_clusters, config, labels=d.labels)
         rows.append(_row("SCGC*, encoder features, last epoch", enc.last, f"{enc.seconds:.0f} s"))
         rows.append(_row("SCGC*, encoder features, best epoch (max)", enc.best, ""))
         rows.append(_row("SCGC*, encoder features, k-means on final emb.", enc.final_kmeans, ""))

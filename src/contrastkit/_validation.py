@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = [
     "check_choice",
+    "check_chunk_size",
     "check_embeddings",
     "check_finite",
+    "check_int",
     "check_keyword_arguments",
     "check_labels",
+    "check_optional_int",
     "check_positive",
     "check_probability",
     "check_reduction",
@@ -50,9 +55,61 @@ def check_finite(x: Tensor, name: str) -> Tensor:
     return x
 
 
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool | np.bool_)
+
+
+def check_int(
+    value: object, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int:
+    """Return ``value`` as a Python ``int`` if it is an integer in ``[minimum, maximum]``.
+
+    One rule for every integer argument of the package, as scikit-learn's ``check_scalar``: a value
+    that is not an integer (``bool``, ``float``, ``str``, a tensor, ...) raises a ``TypeError``; an
+    integer out of range raises a ``ValueError``. Integer scalars of numpy (``np.int64(8)``) are
+    accepted like Python ints. Either bound may be ``None`` (unbounded).
+    """
+    return _check_int(value, name, minimum, maximum, "")
+
+
+def check_optional_int(
+    value: object, name: str, *, minimum: int | None = None, maximum: int | None = None
+) -> int | None:
+    """:func:`check_int` that also accepts ``None`` (returned as is), e.g. for "automatic"."""
+    if value is None:
+        return None
+    return _check_int(value, name, minimum, maximum, " or None")
+
+
+def _check_int(
+    value: object, name: str, minimum: int | None, maximum: int | None, alternative: str
+) -> int:
+    if _is_bool(value) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int{alternative}, got {type(value).__name__}")
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        if maximum is None:
+            bound = f" >= {minimum}"
+        elif minimum is None:
+            bound = f" <= {maximum}"
+        else:
+            bound = f" in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an int{bound}{alternative}, got {v!r}")
+    return v
+
+
+def check_chunk_size(chunk_size: object) -> int | None:
+    """Validate a ``chunk_size`` argument (rows per block): an int >= 1, or None for automatic."""
+    return check_optional_int(chunk_size, "chunk_size", minimum=1)
+
+
 def check_positive(value: float, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a float if it is a finite number > 0 (or >= 0 with ``allow_zero``)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """Return ``value`` as a Python float if it is a finite number > 0 (or >= 0 with ``allow_zero``).
+
+    Python and numpy real scalars (``np.float32(0.1)``, ``np.int64(2)``) are numbers; ``bool``,
+    strings and tensors are not (``TypeError``).
+    """
+    if _is_bool(value) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     v = float(value)
     ok = v >= 0 if allow_zero else v > 0

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import contrastkit.data.cifar as cifar_module
+from contrastkit.data import DATA_DIR_ENV, DatasetNotFoundError, DataSplit
 from contrastkit.data.cifar import (
     CIFAR_SPECS,
     CifarFormatError,
@@ -27,7 +28,6 @@ from contrastkit.data.cifar import (
     load_cifar,
     safe_pickle_load,
 )
-from contrastkit.data.datasets import DATA_DIR_ENV, DatasetNotFoundError, DataSplit
 from contrastkit.data.download import DownloadError
 
 CIFAR10_TRAIN_SIZES = (2, 1, 1, 1, 1)  # data_batch_1 .. data_batch_5: 6 train images

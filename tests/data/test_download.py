@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from contrastkit.data import (
-    FASHION_MNIST_FILES,
-    DownloadError,
-    download_fashion_mnist,
-    load_dataset,
-    read_idx,
-    write_idx,
-)
+from contrastkit.data import DownloadError, download_fashion_mnist, load_dataset
+from contrastkit.data.download import FASHION_MNIST_FILES
+from contrastkit.data.idx import read_idx, write_idx
 
 
 def _mirror(folder: Path, n_train: int = 12, n_test: int = 6) -> Path:

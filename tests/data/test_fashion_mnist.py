@@ -14,8 +14,8 @@ from contrastkit.data import (
     DatasetNotFoundError,
     find_fashion_mnist,
     load_dataset,
-    write_idx,
 )
+from contrastkit.data.idx import write_idx
 
 N_TRAIN, N_TEST = 20, 10
 

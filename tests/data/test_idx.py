@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from contrastkit.data import IdxFormatError, read_idx, write_idx
+from contrastkit.data.idx import IdxFormatError, read_idx, write_idx
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from contrastkit.data import ArrayDataset
-from contrastkit.eval import effective_rank, epoch_metrics, subset, uniformity
+from contrastkit.eval import effective_rank, epoch_metrics, uniformity
+from contrastkit.eval.monitor import subset
 from contrastkit.views import ViewAugment, preset
 
 

@@ -176,16 +176,30 @@ def test_layerwise_probe_sees_what_the_head_removes() -> None:
     assert acc["z"] <= 0.65  # only noise is left: chance level
 
 
+def _coded_pixels(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 3, (n,), generator=gen)
+    images = torch.rand(n, 1, 4, 4, generator=gen) * 0.5
+    images[torch.arange(n), 0, 0, labels] += 0.5  # a class-coded pixel
+    return images, labels
+
+
 def test_layerwise_probe_defaults_and_datasets() -> None:
-    gen = torch.Generator().manual_seed(0)
-    labels = torch.randint(0, 3, (60,), generator=gen)
-    images = torch.rand(60, 1, 4, 4, generator=gen) * 0.5
-    images[torch.arange(60), 0, 0, labels] += 0.5  # a class-coded pixel
-    data = ArrayDataset(images=images, labels=labels, name="t", num_classes=3)
-    acc = layerwise_probe(_model(), data, data, weight_decays=(1e-3,))
+    images, labels = _coded_pixels(120, 0)
+    train = ArrayDataset(images=images, labels=labels, name="t", num_classes=3)
+    test = _coded_pixels(120, 1)
+    acc = layerwise_probe(_model(), train, test, weight_decays=(1e-3,))
     assert list(acc) == ["h", "head.net.0", "head.net.1", "z"]
-    assert all(0.0 <= v <= 1.0 for v in acc.values())
-    assert acc["h"] > 0.5  # the class-coded pixel survives a random linear-ReLU encoder
+    # the class-coded pixel survives a random linear-ReLU encoder (3 classes: chance 1/3)
+    assert acc["h"] > 0.5 and acc["z"] > 0.5
+    # the same features with the training labels shuffled: nothing to learn, at or below chance
+    shuffled = labels[torch.randperm(120, generator=torch.Generator().manual_seed(3))]
+    noise = layerwise_probe(_model(), (images, shuffled), test, weight_decays=(1e-3,))
+    assert all(v < 0.45 for v in noise.values()), noise
+    # layers come back in the order asked for, each with its own accuracy
+    reverse = layerwise_probe(_model(), train, test, ["z", "h"], weight_decays=(1e-3,))
+    assert list(reverse) == ["z", "h"]
+    assert reverse == {"z": acc["z"], "h": acc["h"]}
 
 
 def test_layerwise_probe_rejects_bad_data() -> None:
@@ -225,9 +239,35 @@ def test_attribute_probe_with_a_test_set_and_numpy() -> None:
     assert acc["shape"] >= 0.97 and acc["colour"] <= 0.65
 
 
-def test_attribute_probe_split_is_seeded() -> None:
-    x, attrs = _attributes(120, 2)
-    assert attribute_probe(x, attrs, seed=1) == attribute_probe(x, attrs, seed=1)
+def _noisy_attribute(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A binary attribute that the features predict about 80 % of the time."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=gen)
+    x = torch.randn(n, 3, generator=gen)
+    x[:, 0] += 1.2 * (2 * y - 1)
+    return x, y
+
+
+@pytest.mark.parametrize(("fraction", "n_test"), [(0.3, 37), (29 / 123, 29)])
+def test_attribute_probe_split_is_seeded(fraction: float, n_test: int) -> None:
+    """One split per seed: the same seed gives the same accuracy, other seeds other splits, and
+    every accuracy counts correct answers among round(test_fraction * N) held-out samples."""
+    x, y = _noisy_attribute(123, 0)
+    accs = [attribute_probe(x, {"a": y}, seed=s, test_fraction=fraction)["a"] for s in range(6)]
+    assert attribute_probe(x, {"a": y}, seed=4, test_fraction=fraction)["a"] == accs[4]
+    assert len(set(accs)) >= 3, accs  # the seed changes which samples are held out
+    for acc in accs:
+        assert acc * n_test == pytest.approx(round(acc * n_test), abs=1e-9), (acc, n_test)
+        assert 0.6 < acc < 1.0  # the attribute is predictable, not perfectly
+
+
+def test_attribute_probe_same_split_for_every_attribute() -> None:
+    """Attributes probed together share one split: an attribute and its relabelling (0 <-> 1)
+    score the same, and a copy of an attribute scores what it scores alone."""
+    x, y = _noisy_attribute(123, 0)
+    both = attribute_probe(x, {"a": y, "flipped": 1 - y, "copy": y.clone()}, seed=2)
+    alone = attribute_probe(x, {"a": y}, seed=2)
+    assert both["a"] == both["flipped"] == both["copy"] == alone["a"]
 
 
 @pytest.mark.parametrize(

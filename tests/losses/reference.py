@@ -1,11 +1,11 @@
-"""Plain, dense float64 reference implementations of the losses, written from METHODS.md only.
+"""Plain, dense float64 reference implementations of the losses, written from docs/methods.md only.
 
-Every function here follows the formulas of ``/work/shared/reference/METHODS.md`` (sections 0, 2.1,
+Every function here follows the formulas of ``docs/methods.md`` in this repository (sections 0, 2.1,
 2.3(a), 2.4, 2.5) literally: normalise, build the full similarity matrix, build 0/1 masks, take
 ``log_softmax``. Nothing is blockwise, nothing uses group sums: these are the slow,
 obviously-correct versions that the library's losses are tested against.
 
-Layout (METHODS.md section 0): ``views`` is ``(N, V, D)``; the stacked matrix ``Z`` is view-major,
+Layout (docs/methods.md section 0): ``views`` is ``(N, V, D)``; the stacked matrix ``Z`` is view-major,
 row ``r = v * N + i`` is view ``v`` of instance ``i``. Per-anchor results are returned as ``(N, V)``
 (the library's ``reduction="none"`` shape), the reduced loss as a 0-d tensor.
 
@@ -106,7 +106,7 @@ def reduce_ref(terms: Tensor, reduction: str, valid: Tensor | None = None) -> Te
 
 
 # --------------------------------------------------------------------------------------------------
-# NT-Xent / InfoNCE (METHODS.md 2.1)
+# NT-Xent / InfoNCE (docs/methods.md section 2.1)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -131,7 +131,7 @@ def ntxent_terms_ref(views: Tensor, labels: Tensor | None, t: float) -> tuple[Te
 def ntxent_ref(
     views: Tensor, labels: Tensor | None = None, t: float = 0.5, reduction: str = "mean"
 ) -> Tensor:
-    """NT-Xent / multi-positive InfoNCE (METHODS.md 2.1): mean over all V*N anchors of
+    """NT-Xent / multi-positive InfoNCE (docs/methods.md section 2.1): mean over all V*N anchors of
     ``-(1/|P(r)|) sum_p log( exp(s_rp/t) / sum_{k != r} exp(s_rk/t) )``.
 
     For V = 2 and no labels this is SimCLR's ``(1/2N) sum_i l_i``; for V > 2 it is
@@ -143,7 +143,7 @@ def ntxent_ref(
 
 
 # --------------------------------------------------------------------------------------------------
-# SupCon L_out / L_in (METHODS.md 2.3(a))
+# SupCon L_out / L_in (docs/methods.md section 2.3(a))
 # --------------------------------------------------------------------------------------------------
 
 
@@ -156,7 +156,7 @@ def supcon_ref(
     anchors_without_positives: str = "zero",
     reduction: str = "mean",
 ) -> Tensor:
-    """SupCon (METHODS.md 2.3(a)).
+    """SupCon (docs/methods.md section 2.3(a)).
 
     L_out: ``l_i = -(t/b) (1/|P(i)|) sum_{p in P(i)} log(e^{s_ip/t} / sum_{k != i} e^{s_ik/t})``,
     L_in:  ``l_i = -(t/b) log((1/|P(i)|) sum_{p in P(i)} e^{s_ip/t} / sum_{k != i} e^{s_ik/t})``,
@@ -190,7 +190,7 @@ def supcon_ref(
 
 
 # --------------------------------------------------------------------------------------------------
-# DCL / DCLW (METHODS.md 2.5)
+# DCL / DCLW (docs/methods.md section 2.5)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -207,7 +207,7 @@ def dcl_negative_lse_ref(views: Tensor, t: float, labels: Tensor | None = None) 
 def dcl_ref(
     views: Tensor, t: float = 0.1, labels: Tensor | None = None, reduction: str = "mean"
 ) -> Tensor:
-    """DCL (METHODS.md 2.5):
+    """DCL (docs/methods.md section 2.5):
     ``l_i^(1) = -s(z_i^1, z_i^2)/t + log sum_{l in {1,2}} sum_{j != i} exp(s(z_i^1, z_j^l)/t)``,
     ``L = (mean_i l^(1) + mean_i l^(2)) / 2``.
 
@@ -232,7 +232,7 @@ def dclw_ref(
     detach_weights: bool = True,
     reduction: str = "mean",
 ) -> Tensor:
-    """DCLW (METHODS.md 2.5): DCL with the positive term multiplied by
+    """DCLW (docs/methods.md section 2.5): DCL with the positive term multiplied by
     ``w_i = 2 - exp(s_i/sigma) / mean_j exp(s_j/sigma)``, ``s_i = s(z_i^1, z_i^2)``.
 
     For V > 2 every ordered view pair ``(a, b)`` gets its weights over the batch from
@@ -260,7 +260,7 @@ def dclw_ref(
 
 
 # --------------------------------------------------------------------------------------------------
-# CLIP (METHODS.md 2.4)
+# CLIP (docs/methods.md section 2.4)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -281,7 +281,7 @@ def clip_ref(
     label_smoothing: float = 0.0,
     reduction: str = "mean",
 ) -> Tensor:
-    """CLIP (METHODS.md 2.4): ``L = (CE(sigma I T^T, diag) + CE(sigma T I^T, diag)) / 2`` with I, T
+    """CLIP (docs/methods.md section 2.4): ``L = (CE(sigma I T^T, diag) + CE(sigma T I^T, diag)) / 2`` with I, T
     L2-normalised.
 
     ``logit_scale`` here is the *multiplicative* scale ``sigma = exp(theta)`` (already

@@ -128,11 +128,23 @@ def test_unknown_reduction(name: str, reduction: object) -> None:
         factory(reduction=reduction)
 
 
-@pytest.mark.parametrize("chunk", [0, -3, 2.5, True, "8"])
+@pytest.mark.parametrize(
+    ("chunk", "exc", "match"),
+    # one rule for integer arguments (check_int): a non-integer is a TypeError, an integer out of
+    # range a ValueError
+    [
+        (0, ValueError, r"chunk_size must be an int >= 1 or None, got 0"),
+        (-3, ValueError, r"chunk_size must be an int >= 1 or None, got -3"),
+        (2.5, TypeError, r"chunk_size must be an int or None, got float"),
+        (True, TypeError, r"chunk_size must be an int or None, got bool"),
+        ("8", TypeError, r"chunk_size must be an int or None, got str"),
+        (torch.tensor(8), TypeError, r"chunk_size must be an int or None, got Tensor"),
+    ],
+)
 @pytest.mark.parametrize("name", [*NAMES, "CLIPLoss"])
-def test_bad_chunk_size(name: str, chunk: object) -> None:
+def test_bad_chunk_size(name: str, chunk: object, exc: type[Exception], match: str) -> None:
     factory: Callable[..., torch.nn.Module] = CLIPLoss if name == "CLIPLoss" else VIEW_LOSSES[name]
-    with pytest.raises(ValueError, match="chunk_size must be a positive integer or None"):
+    with pytest.raises(exc, match=match):
         factory(chunk_size=chunk)
 
 
@@ -193,7 +205,7 @@ def test_dclw_rejects_labels() -> None:
 
 @pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8])
 def test_any_integer_label_dtype_is_accepted(dtype: torch.dtype) -> None:
-    """METHODS.md 2.3(e): accept labels of any integer type (same result as int64)."""
+    """docs/methods.md, section 2.3(e): accept labels of any integer type (same result as int64)."""
     x = good_views()
     labels = torch.tensor([3, 1, 3, 2])
     expected = SupCon()(x, labels)

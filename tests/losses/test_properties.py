@@ -1,4 +1,4 @@
-"""Hand-computable cases and structural properties from METHODS.md (sections 2.1, 2.3(a), 2.4, 2.5),
+"""Hand-computable cases and structural properties from docs/methods.md (sections 2.1, 2.3(a), 2.4, 2.5),
 plus low-precision (bfloat16 / float16) behaviour."""
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def call(name: str, loss: torch.nn.Module, x: Tensor, labels: Tensor | None = No
 @pytest.mark.parametrize("t", TEMPS)
 def test_ntxent_two_orthogonal_instances_identical_views(t: float) -> None:
     """N=2, both views identical, instances orthogonal:
-    every l_i = -log(e^{1/t} / (e^{1/t} + 2))  (METHODS.md 2.1)."""
+    every l_i = -log(e^{1/t} / (e^{1/t} + 2))  (docs/methods.md section 2.1)."""
     e1, e2 = torch.eye(3, dtype=F64)[0], torch.eye(3, dtype=F64)[1]
     x = torch.stack([torch.stack([e1, e1]), torch.stack([3.0 * e2, 3.0 * e2])])  # (2, 2, 3)
     expected = -math.log(math.exp(1 / t) / (math.exp(1 / t) + 2))
@@ -266,7 +266,7 @@ def test_dcl_gradient_decomposes_into_negatives_and_constant_positive_part(
     n: int, v: int, t: float
 ) -> None:
     """For random views: grad(DCL) = grad(mean_r lse_neg(r)) + grad(c * sum_{pairs} s_pair), with
-    the constant c = -1/(N t) for V = 2 (METHODS.md 2.5), and -2/(N V (V-1) t) per unordered
+    the constant c = -1/(N t) for V = 2 (docs/methods.md section 2.5), and -2/(N V (V-1) t) per unordered
     positive pair for V views (each pair appears in two anchors, each averaging V-1 positives over
     V N anchors)."""
     x = views(n, v, 5, seed=n + v)

@@ -1,6 +1,6 @@
 """Values and gradients of every loss against the dense float64 references of ``reference.py``.
 
-The references are written from METHODS.md only (normalise, full similarity matrix, masks,
+The references are written from docs/methods.md only (normalise, full similarity matrix, masks,
 log_softmax); the library computes blockwise with group sums. Both run in float64, so they must
 agree to rounding.
 """

@@ -1,4 +1,4 @@
-"""CACR (METHODS.md 3.1): dense float64 reference, gradcheck, hand cases, flags and errors."""
+"""CACR (docs/methods.md section 3.1): dense float64 reference, gradcheck, hand cases, flags and errors."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def cacr_ref(
     debiased: bool = False,
     prior: float = 0.1,
 ) -> Tensor:
-    """METHODS.md 3.1 literally: per query view / per view pair, loops over anchors, dense."""
+    """docs/methods.md section 3.1 literally: per query view / per view pair, loops over anchors, dense."""
     z = [views[:, v] / views[:, v].norm(dim=1, keepdim=True) for v in range(views.shape[1])]
     k, n = len(z), views.shape[0]
     attraction = torch.zeros(n, dtype=F64)

@@ -1,4 +1,4 @@
-"""CLIPRocketLoss (augmented-view CLIP terms) and MILNCE, METHODS.md 2.4."""
+"""CLIPRocketLoss (augmented-view CLIP terms) and MILNCE, docs/methods.md section 2.4."""
 
 from __future__ import annotations
 
@@ -201,7 +201,7 @@ def milnce_ref(
     symmetric: bool = True,
     normalize: bool = True,
 ) -> Tensor:
-    """Dense float64 METHODS.md 2.4: l_i = -log(sum_P e^{s/t} / (sum_P e^{s/t} + sum_N e^{s/t})),
+    """Dense float64 docs/methods.md section 2.4: l_i = -log(sum_P e^{s/t} / (sum_P e^{s/t} + sum_N e^{s/t})),
     N = (v_i, other videos' texts) [+ (other videos, v_i's texts) when symmetric]."""
     b, p, _ = text.shape
     v, t = video.to(F64), text.to(F64)

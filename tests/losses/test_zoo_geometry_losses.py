@@ -1,4 +1,4 @@
-"""Alignment, uniformity, AlignUniform, KoLeo and SepCLR's JEM (METHODS.md 2.8, 3.10): dense
+"""Alignment, uniformity, AlignUniform, KoLeo and SepCLR's JEM (docs/methods.md sections 2.8, 3.10): dense
 float64 references (pdist / cdist, as the reference codes write them), gradcheck, hand cases,
 flags and errors."""
 

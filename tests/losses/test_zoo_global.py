@@ -1,4 +1,4 @@
-"""SogCLR / iSogCLR (METHODS.md 2.7): dense float64 references of the per-batch algorithm, the DCL
+"""SogCLR / iSogCLR (docs/methods.md section 2.7): dense float64 references of the per-batch algorithm, the DCL
 gradient identity, state handling (bounds, untouched indices, checkpoints), modes and errors."""
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ def pair_(n: int, d: int = 6, seed: int = 0) -> tuple[Tensor, Tensor]:
 
 
 # --------------------------------------------------------------------------------------------------
-# Dense references, written from METHODS.md 2.7 (steps 1-5) with full (B, 2B) logit matrices
+# Dense references, written from docs/methods.md section 2.7 (steps 1-5) with full (B, 2B) logit matrices
 # --------------------------------------------------------------------------------------------------
 
 
 class DenseUnimodal:
-    """The unimodal algorithm of METHODS.md 2.7, dense, float64, state in plain tensors."""
+    """The unimodal algorithm of docs/methods.md section 2.7, dense, float64, state in plain tensors."""
 
     def __init__(
         self,
@@ -113,7 +113,8 @@ class DenseUnimodal:
 
 
 class DenseBimodal:
-    """METHODS.md 2.7 bimodal (LibAUC GCLoss_v2): running max b, unnormalised sum over negatives."""
+    """docs/methods.md section 2.7, bimodal (LibAUC GCLoss_v2): running max b, unnormalised sum over
+    negatives."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""GroCo and the odd-even sorting network (METHODS.md 3.3): dense references, ordering properties,
+"""GroCo and the odd-even sorting network (docs/methods.md section 3.3): dense references, ordering properties,
 hard-sort limit, comparison with the ``diffsort`` package when installed, flags and errors."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ HAS_DIFFSORT = importlib.util.find_spec("diffsort") is not None
 
 
 def sort_ref(x: Tensor, steepness: float) -> tuple[Tensor, Tensor]:
-    """The odd-even network of METHODS.md 3.3 step 5, one comparator at a time, per row."""
+    """The odd-even network of docs/methods.md section 3.3 step 5, one comparator at a time, per row."""
     rows_sorted, rows_perm = [], []
     n = x.shape[1]
     for row in x:
@@ -39,7 +39,7 @@ def sort_ref(x: Tensor, steepness: float) -> tuple[Tensor, Tensor]:
 def groco_ref(
     views: Tensor, k: int, steepness: float, stop_grad: bool, n_pos: int | None = None
 ) -> Tensor:
-    """METHODS.md 3.3 literally: dense similarities, -inf self mask, topk, flip, sort, BCE."""
+    """docs/methods.md section 3.3 literally: dense similarities, -inf self mask, topk, flip, sort, BCE."""
     n, v, _ = views.shape
     z = F.normalize(views.to(F64), dim=-1)
     n_pos = v if n_pos is None else n_pos

@@ -1,5 +1,5 @@
-"""InfoNCE extensions (METHODS.md 2.1, 2.2, 2.8): per-instance weights, queue negatives, top-K hard
-negatives, and ``normalize_weights``.
+"""InfoNCE extensions (docs/methods.md sections 2.1, 2.2, 2.8): per-instance weights, queue negatives,
+top-K hard negatives, and ``normalize_weights``.
 
 The references below are dense float64 transcriptions of the formulas: full similarity matrices,
 boolean masks, explicit sorting for the top-K; nothing blockwise, no group sums.
@@ -126,7 +126,7 @@ def assert_value_and_grad(out: Tensor, expected: Tensor, inputs: tuple[Tensor, .
 
 
 # --------------------------------------------------------------------------------------------------
-# weights (METHODS.md 2.2)
+# weights (docs/methods.md section 2.2)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -142,7 +142,7 @@ def test_weighted_vs_reference(n: int, v: int, t: float, labelled: bool, reducti
 
 
 def test_weighted_mean_is_mean_of_w_times_l() -> None:
-    """METHODS 2.2: L = (1/N) sum_i w_i l_i, per view, from the unweighted per-anchor terms."""
+    """docs/methods.md section 2.2: L = (1/N) sum_i w_i l_i, per view, from the unweighted per-anchor terms."""
     x = make_views(6, 2, 5, seed=1)
     w = make_weights(6)
     plain = InfoNCE(temperature=0.2, reduction="none")(x)
@@ -282,7 +282,7 @@ def test_queue_dtype_follows_views() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# top-K hard negatives (METHODS.md 2.8)
+# top-K hard negatives (docs/methods.md section 2.8)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -430,9 +430,13 @@ def test_hard_infonce_class_and_registry() -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("k", [0, -1, True, 1.5, "3"])
-def test_bad_topk(k: object) -> None:
-    with pytest.raises(ValueError, match="topk_negatives"):
+@pytest.mark.parametrize(
+    ("k", "exc"),
+    # a non-integer is a TypeError, an integer out of range a ValueError (one rule, check_int)
+    [(0, ValueError), (-1, ValueError), (True, TypeError), (1.5, TypeError), ("3", TypeError)],
+)
+def test_bad_topk(k: object, exc: type[Exception]) -> None:
+    with pytest.raises(exc, match="topk_negatives must be an int"):
         InfoNCE(topk_negatives=k)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="topk_negatives"):
         HardInfoNCE(topk_negatives=None)  # type: ignore[arg-type]

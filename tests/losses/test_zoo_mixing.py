@@ -1,4 +1,4 @@
-"""MoCoLoss / QueueInfoNCE and HardNegativeMixer (MoCHi), METHODS.md 3.2."""
+"""MoCoLoss / QueueInfoNCE and HardNegativeMixer (MoCHi), docs/methods.md section 3.2."""
 
 from __future__ import annotations
 
@@ -270,11 +270,12 @@ def test_mochi_composes_with_moco_and_dcl() -> None:
 
 def test_mixer_errors() -> None:
     q, neg = _queue()
-    with pytest.raises(ValueError, match="n_hard must be an integer >= 1"):
+    with pytest.raises(ValueError, match="n_hard must be an int >= 1"):
         HardNegativeMixer(n_hard=0, n_mix=1, n_mix_query=1)
-    with pytest.raises(ValueError, match="n_mix must be an integer >= 0"):
+    with pytest.raises(ValueError, match="n_mix must be an int >= 0"):
         HardNegativeMixer(n_hard=1, n_mix=-1, n_mix_query=1)
-    with pytest.raises(ValueError, match="n_mix_query"):
+    # a non-integer is a TypeError, an integer out of range a ValueError (one rule, check_int)
+    with pytest.raises(TypeError, match="n_mix_query must be an int, got float"):
         HardNegativeMixer(n_hard=1, n_mix=1, n_mix_query=1.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"beta_max must lie in \(0, 1\)"):
         HardNegativeMixer(n_hard=1, n_mix=1, n_mix_query=1, beta_max=1.0)

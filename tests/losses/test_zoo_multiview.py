@@ -1,4 +1,4 @@
-"""Multi-view losses (METHODS.md 2.6): DHEL, MV-InfoNCE (both denominators), MV-DHEL, PWE and AVG.
+"""Multi-view losses (docs/methods.md section 2.6): DHEL, MV-InfoNCE (both denominators), MV-DHEL, PWE and AVG.
 
 The references are the naive forms of the formulas: ``exp`` of dense similarity matrices, sums,
 products over views, then ``log`` (the way the reference repository computes), in float64.
@@ -221,7 +221,7 @@ def test_reductions_and_chunks(reduction: str, chunk: int | None) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# METHODS.md 2.6 properties
+# docs/methods.md section 2.6 properties
 # --------------------------------------------------------------------------------------------------
 
 

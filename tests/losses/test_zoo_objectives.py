@@ -1,4 +1,4 @@
-"""PatchSelectionInfoNCE (METHODS.md 3.7), BilinearInfoNCE, ListwiseKL, ListwiseWasserstein1D
+"""PatchSelectionInfoNCE (docs/methods.md section 3.7), BilinearInfoNCE, ListwiseKL, ListwiseWasserstein1D
 (3.10), BinaryNCE (4)."""
 
 from __future__ import annotations
@@ -196,8 +196,10 @@ def test_bilinear_gradcheck() -> None:
 
 
 def test_bilinear_errors() -> None:
-    with pytest.raises(ValueError, match="dim must be a positive integer"):
+    with pytest.raises(ValueError, match="dim must be an int >= 1"):
         BilinearInfoNCE(dim=0)
+    with pytest.raises(TypeError, match="dim must be an int"):
+        BilinearInfoNCE(dim=2.0)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="target_dim"):
         BilinearInfoNCE(dim=2, target_dim=-1)
     loss = BilinearInfoNCE(dim=3)

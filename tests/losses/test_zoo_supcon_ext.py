@@ -1,4 +1,4 @@
-"""SupCon family extensions (METHODS.md 2.3 b-e, 3.5 step 6): focal weights (Core-tuning), soft
+"""SupCon family extensions (docs/methods.md section 2.3 b-e, 3.5 step 6): focal weights (Core-tuning), soft
 targets (SPACE-2), anchor masks (COCONUT), multi-level group ids (COMET).
 
 The references are dense float64 transcriptions of the formulas (full similarity matrix, boolean
@@ -117,7 +117,7 @@ def supcon_ext_ref(
 
 
 def core_tuning_focal_ref(features: Tensor, labels: Tensor, t: float = 0.07) -> Tensor:
-    """Core-tuning's focal SupCon (METHODS.md 3.5 step 6), step by step on one view (B, d):
+    """Core-tuning's focal SupCon (docs/methods.md section 3.5 step 6), step by step on one view (B, d):
     logits shifted by the detached row max, the self column masked out of the partition function,
     weight 1 - p not detached, ``mean`` over the whole row of B entries, sum over anchors divided by
     the number of anchors with at least one positive."""

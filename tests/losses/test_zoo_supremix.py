@@ -1,4 +1,4 @@
-"""SupReMix (METHODS.md 3.4): sampling, detached mixtures, float64 reference, memory bound."""
+"""SupReMix (docs/methods.md section 3.4): sampling, detached mixtures, float64 reference, memory bound."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def supremix_ref(
     reduction: str = "mean",
     detach: bool = True,
 ) -> Tensor:
-    """Dense float64 reference from METHODS.md 3.4 and the documented assembly, one anchor at
+    """Dense float64 reference from docs/methods.md section 3.4 and the documented assembly, one anchor at
     a time: positives = equal-label rows + mix-pos; candidates = all other rows + all mixtures; each
     candidate's exp weighted by d(y_i, y_c) + 1; mixtures built from detached features."""
     n, v, _ = views.shape
@@ -349,13 +349,16 @@ def test_errors() -> None:
     views, labels = _batch(4, 2, 3)
     with pytest.raises(ValueError, match="temperature"):
         SupReMix(temperature=-1.0)
-    with pytest.raises(ValueError, match="n_mix_neg must be an integer >= 0"):
+    with pytest.raises(ValueError, match="n_mix_neg must be an int >= 0"):
         SupReMix(n_mix_neg=-1)
-    with pytest.raises(ValueError, match="n_mix_pos"):
+    # a non-integer is a TypeError, an integer out of range a ValueError (one rule, check_int)
+    with pytest.raises(TypeError, match="n_mix_pos must be an int"):
         SupReMix(n_mix_pos=1.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="mix_neg_beta must be a pair of positive integers"):
+    with pytest.raises(TypeError, match=r"mix_neg_beta\[0\] must be an int"):
         SupReMix(mix_neg_beta=(2.5, 8))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="mix_neg_beta"):
+    with pytest.raises(ValueError, match="mix_neg_beta must be a pair of positive integers"):
+        SupReMix(mix_neg_beta=(2, 8, 1))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"mix_neg_beta\[0\] must be an int >= 1"):
         SupReMix(mix_neg_beta=(0, 8))
     with pytest.raises(ValueError, match="max_positive_distance"):
         SupReMix(max_positive_distance=0.0)

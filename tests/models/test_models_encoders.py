@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from contrastkit.models import (
-    BasicBlock,
     Conv1dEncoder,
     MLPEncoder,
     ResNet,
@@ -15,6 +14,7 @@ from contrastkit.models import (
     resnet18,
     resnet34,
 )
+from contrastkit.models.resnet import BasicBlock
 
 
 def _expected_resnet_params(layers: tuple[int, ...], in_channels: int, width: int) -> int:
@@ -117,11 +117,15 @@ def test_conv1d_encoder() -> None:
         Conv1dEncoder(1, widths=(4, 4), kernel_sizes=(3,))
 
 
-@pytest.mark.parametrize("bad", [0, -1, True])
-def test_resnet_rejects_bad_arguments(bad: int) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("bad", "exc"),
+    # check_int: a non-integer (bool included) is a TypeError, an integer out of range a ValueError
+    [(0, ValueError), (-1, ValueError), (True, TypeError), (2.0, TypeError)],
+)
+def test_resnet_rejects_bad_arguments(bad: int, exc: type[Exception]) -> None:
+    with pytest.raises(exc):
         resnet18(in_channels=bad)
-    with pytest.raises(ValueError):
+    with pytest.raises(exc):
         ResNet((2, 2, 2, bad))
     with pytest.raises(ValueError, match="4 stages"):
         ResNet((2, 2, 2))

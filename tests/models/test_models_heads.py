@@ -6,15 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from contrastkit.models import (
-    JigsawHead,
-    MLPHead,
-    ReweightHead,
-    RotationHead,
-    count_parameters,
-    libauc_head,
-)
-from contrastkit.models.heads import REWEIGHT_DEFAULT_KAPPA
+from contrastkit.models import MLPHead, ReweightHead, count_parameters, libauc_head
+from contrastkit.models.heads import REWEIGHT_DEFAULT_KAPPA, JigsawHead, RotationHead
 
 
 def test_simclr_head_with_and_without_batch_norm() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-import contrastkit.train  # noqa: F401  (registers the momentum-queue objectives)
 from contrastkit.losses import get_loss, loss_info
 
 STEPS = 3

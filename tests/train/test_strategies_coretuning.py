@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from contrastkit.losses import FocalSupCon
+from contrastkit.train.core import NonFiniteLossError
 from contrastkit.train.strategies.coretuning import (
     CoreTuningLoss,
     core_tune,
@@ -223,3 +226,92 @@ def test_core_tune_methods_see_the_same_batches_and_augmentations() -> None:
         core_tune(enc, train, test, method=method, epochs=3, batch_size=16, seed=5, augment=augment)
     assert len(seen["core"]) == len(seen["ce"]) == 3 * 4
     assert all(torch.equal(a, b) for a, b in zip(seen["core"], seen["ce"], strict=True))
+
+
+def _augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return x + 0.05 * torch.randn(x.shape, generator=generator)
+
+
+# Recorded from the hand-written loop core_tune had before it moved onto the training core;
+# the port must reproduce them (same batches, same draws of both generators).
+ORIGINAL_LOOP = {
+    "core": (
+        {"method": "core", "epochs": 3, "batch_size": 16, "seed": 0},
+        60,
+        [1.2664141496022543, 1.2032523552576702, 1.1936897118886312],
+        0.3333333333333333,
+    ),
+    "ce": (
+        {"method": "ce", "epochs": 3, "batch_size": 16, "seed": 0},
+        60,
+        [1.2437894582748412, 1.1743459304173787, 1.1514581282933554],
+        0.3333333333333333,
+    ),
+    "core_sgd_detach_augmented": (
+        {
+            "method": "core",
+            "epochs": 2,
+            "batch_size": 13,
+            "seed": 2,
+            "optimizer": "sgd",
+            "augment": _augment,
+            "detach_original": True,
+        },
+        60,
+        [1.1258680800596872, 1.1001080413659414],
+        0.43333333333333335,
+    ),
+    "core_last_batch_of_one_dropped": (
+        {"method": "core", "epochs": 2, "batch_size": 31, "seed": 6, "augment": _augment},
+        63,
+        [1.1111528873443604, 1.0881631970405579],
+        0.36666666666666664,
+    ),
+    "core_reference_argmin": (
+        {
+            "method": "core",
+            "epochs": 2,
+            "batch_size": 16,
+            "seed": 3,
+            "reference_argmin": True,
+            "eta": 1.0,
+        },
+        60,
+        [1.5334485371907551, 1.5303971608479818],
+        0.4666666666666667,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORIGINAL_LOOP))
+def test_core_tune_numbers_match_the_original_loop(case: str) -> None:
+    kwargs, n, losses, accuracy = ORIGINAL_LOOP[case]
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    run = core_tune(enc, _blobs(n, 0), _blobs(30, 1), lr=1e-2, **kwargs)  # type: ignore[arg-type]
+    assert run.epoch_losses == pytest.approx(losses, abs=1e-6)
+    assert run.accuracy == pytest.approx(accuracy)
+
+
+@pytest.mark.parametrize("method", ["core", "ce"])
+def test_core_tune_non_finite_loss_stops_with_the_step(method: str) -> None:
+    calls: list[int] = []
+
+    def poison(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        calls.append(1)
+        return x * math.nan if len(calls) == 6 else x
+
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Linear(4, 8), nn.ReLU())
+    with pytest.raises(NonFiniteLossError, match=f"{method} fine-tuning stopped") as info:
+        core_tune(
+            enc,
+            _blobs(60, 0),
+            _blobs(30, 1),
+            method=method,
+            epochs=2,
+            augment=poison,
+            batch_size=16,
+        )
+    assert "epoch 2, step 2 (optimizer step 6)" in str(info.value)
+    assert isinstance(info.value, FloatingPointError) and not isinstance(info.value, ValueError)

@@ -83,3 +83,40 @@ def test_cli_fit_arrays_bad_input_is_one_line(tmp_path, capsys) -> None:  # type
     np.savez(bad, x_train=np.zeros((4, 3)))
     assert cli_main(["fit-arrays", str(bad)]) == 2
     assert "lacks arrays" in capsys.readouterr().err
+
+
+class _NaNFrom(torch.nn.Module):
+    """NT-Xent's stand-in: finite until its ``call``-th call, then NaN."""
+
+    def __init__(self, call: int, **_: object) -> None:
+        super().__init__()
+        self.call, self.calls = call, 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        loss = z.pow(2).mean()
+        return loss * float("nan") if self.calls >= self.call else loss
+
+
+def test_a_non_finite_loss_stops_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    from contrastkit.train.core import NonFiniteLossError
+    from contrastkit.train.strategies import modalities
+
+    monkeypatch.setattr(modalities, "InfoNCE", lambda **kw: _NaNFrom(5, **kw))
+    (xtr, ytr), (xte, yte) = _series(24, 0), _series(16, 1)
+    split = SeriesSplit(xtr, ytr, xte, yte, "toy", 2)
+    with pytest.raises(NonFiniteLossError, match="epoch 2, step 2 \\(optimizer step 5\\)"):
+        fit_modality(split, epochs=3, batch_size=8, width=8)  # 3 steps per epoch
+
+
+def test_cli_fit_arrays_divergence_is_a_training_failure(  # type: ignore[no-untyped-def]
+    monkeypatch, capsys
+) -> None:
+    from contrastkit.cli import main as cli_main
+    from contrastkit.train.strategies import modalities
+
+    monkeypatch.setattr(modalities, "InfoNCE", lambda **kw: _NaNFrom(1, **kw))
+    assert cli_main(["fit-arrays", "wine", "--epochs", "1", "--width", "8"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("contrastkit fit-arrays: training failed:")
+    assert "step 1" in err[0]

@@ -7,12 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from contrastkit.data import ArrayDataset
 from contrastkit.models import ContrastiveModel, MLPHead, SmallCNN
 from contrastkit.train.config import FitConfig
+from contrastkit.train.core import NonFiniteLossError
 from contrastkit.train.strategies import (
+    _common,
     batch_label_purity,
+    continual,
     fit_continual_supcon,
     fit_gsimclr,
     fit_mcl,
@@ -82,6 +86,70 @@ def test_train_contrastive_uses_the_given_order() -> None:
         train_contrastive(again, data, cfg, lambda e: [])
 
 
+class NaNFrom(nn.Module):
+    """A loss that is finite until its ``call``-th call, then NaN (one term per anchor or mean)."""
+
+    def __init__(self, call: int, reduction: str = "none", **_: object) -> None:
+        super().__init__()
+        self.call, self.calls, self.reduction = call, 0, reduction
+
+    def forward(self, z: torch.Tensor, *_: object, **__: object) -> torch.Tensor:
+        self.calls += 1
+        terms = z.pow(2).sum(dim=(1, 2))
+        if self.calls >= self.call:
+            terms = terms * float("nan")
+        return terms if self.reduction == "none" else terms.mean()
+
+
+def _tiny_model() -> ContrastiveModel:
+    torch.manual_seed(0)
+    return ContrastiveModel(
+        SmallCNN(in_channels=1, widths=(8,), strides=(1,)), MLPHead(8, hidden_dim=16, out_dim=8)
+    )
+
+
+def test_train_contrastive_matches_a_hand_written_loop() -> None:
+    """The core runs the same steps as the loop it replaced: same losses, same weights (bitwise)."""
+    from contrastkit.distributed import view_generator
+    from contrastkit.losses import InfoNCE
+    from contrastkit.train.optim import build_optimizer, build_schedule
+    from contrastkit.views import ViewAugment, preset_for_dataset
+
+    data = ArrayDataset(torch.rand(32, 1, 8, 8), torch.arange(32) % 4, "toy", 4)
+    cfg = FitConfig(epochs=2, batch_size=8, warmup_epochs=1, device="cpu", progress=False)
+    order = random_batches(32, 8, seed=3)
+    model, reference = _tiny_model(), _tiny_model()
+    hist = train_contrastive(model, data, cfg, order, loss_fn=InfoNCE(reduction="none"))
+    augment = ViewAugment(preset_for_dataset("toy", channels=1, image_size=8))
+    opt = build_optimizer(cfg, list(reference.parameters()))
+    schedule = build_schedule(cfg, opt, 4)
+    loss_fn = InfoNCE(reduction="none")
+    for epoch in range(2):
+        losses = []
+        for step, idx in enumerate(order(epoch)):
+            gen = view_generator(seed=cfg.seed, epoch=epoch, step=step, rank=0)
+            views = augment.views(data.images[idx], cfg.views, generator=gen)
+            _, z = reference(views.reshape(-1, 1, 8, 8))
+            loss = loss_fn(z.reshape(8, 2, -1)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            schedule.step()
+            losses.append(float(loss.detach()))
+        assert hist[epoch]["loss"] == sum(losses) / len(losses)
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_train_contrastive_stops_on_a_non_finite_loss() -> None:
+    data = ArrayDataset(torch.rand(32, 1, 8, 8), torch.arange(32) % 4, "toy", 4)
+    cfg = FitConfig(epochs=2, batch_size=8, warmup_epochs=0, device="cpu", progress=False)
+    order = random_batches(32, 16, seed=0)  # 2 steps per epoch: call 3 is epoch 2, step 1
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 1 \(optimizer step 3\)") as info:
+        train_contrastive(_tiny_model(), data, cfg, order, loss_fn=NaNFrom(3), tag="x")
+    assert str(info.value).startswith("contrastive training (x) stopped: the loss became nan")
+
+
 def test_random_batches_and_purity() -> None:
     order = random_batches(10, 4, seed=0)
     assert [b.numel() for b in order(0)] == [4, 4]
@@ -112,6 +180,20 @@ def test_mcl_recipe(tiny_npz: Path) -> None:
     assert [h["stage"] for h in res.history] == ["stage0", "stage1", "simclr", "simclr"]
     with pytest.raises(ValueError, match="epoch"):
         fit_mcl(_config(tiny_npz), stages=3)
+    with pytest.raises(TypeError, match="stages must be an int"):
+        fit_mcl(_config(tiny_npz), stages=2.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="epochs_per_stage must be an int"):
+        fit_mcl(_config(tiny_npz), epochs_per_stage=True)
+
+
+def test_mcl_stops_on_a_non_finite_loss(tiny_npz: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    losses = iter([NaNFrom(10**9), NaNFrom(2)])  # stage 0 trains; stage 1 diverges at step 2
+    monkeypatch.setattr(_common, "build_loss", lambda config, n: next(losses))
+    with pytest.raises(
+        NonFiniteLossError, match=r"^contrastive training \(stage1\) stopped"
+    ) as info:
+        fit_mcl(_config(tiny_npz), stages=2, k=2)
+    assert "epoch 1, step 2 (optimizer step 2)" in str(info.value)
 
 
 def test_continual_recipe_with_and_without_replay(tiny_npz: Path) -> None:
@@ -125,6 +207,30 @@ def test_continual_recipe_with_and_without_replay(tiny_npz: Path) -> None:
     assert none.metrics["replay_per_batch"] == 0 and none.metrics["buffer_class_counts"] == {}
     with pytest.raises(ValueError, match="disjoint"):
         fit_continual_supcon(cfg, tasks=[[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match="buffer_capacity must be an int >= 0"):
+        fit_continual_supcon(cfg, buffer_capacity=-1)
+    with pytest.raises(TypeError, match="buffer_capacity must be an int"):
+        fit_continual_supcon(cfg, buffer_capacity=1.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("capacity", [0, 12])
+def test_continual_stops_on_a_non_finite_loss(
+    tiny_npz: Path, monkeypatch: pytest.MonkeyPatch, capacity: int
+) -> None:
+    # 3 steps per epoch; SupCon's 7th call is the 2nd task's first step without replay (one call
+    # per step; epochs count on across tasks) and epoch 2, step 1 with it (two calls from step 2)
+    monkeypatch.setattr(continual, "SupCon", lambda **kw: NaNFrom(7, **kw))
+    cfg = _config(tiny_npz, loss="supcon", temperature=0.2)
+    where = (
+        "epoch 3, step 1 (optimizer step 7)"
+        if capacity == 0
+        else "epoch 2, step 1 (optimizer step 4)"
+    )
+    with pytest.raises(NonFiniteLossError, match="continual SupCon stopped") as info:
+        fit_continual_supcon(
+            cfg, tasks=[[0, 1], [2, 3]], epochs_per_task=2, buffer_capacity=capacity
+        )
+    assert where in str(info.value)
 
 
 # --- strategy runs through `fit` / `contrastkit fit` ------------------------------------------------

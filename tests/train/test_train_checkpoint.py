@@ -97,7 +97,7 @@ def test_a_crash_while_writing_leaves_the_previous_checkpoint(
         Path(filename).write_bytes(b"\0" * 100)  # half-written temporary file
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("contrastkit.train.checkpoint.save_file", dying_save)
+    monkeypatch.setattr("contrastkit.runs.weights.save_file", dying_save)
     with pytest.raises(KeyboardInterrupt):
         ckpts.save(2, {"w": torch.ones(1000)}, {"step": 2})
     assert (tmp_path / "latest").read_text() == pointer_before

@@ -16,6 +16,7 @@ from contrastkit.train.core import (
     StepOutput,
     TrainingCore,
     progress_bar,
+    require_finite,
 )
 from contrastkit.train.state import Progress
 
@@ -73,7 +74,7 @@ def test_schedule_hooks_and_callbacks_run_in_order() -> None:
 
 
 def test_gradient_clipping_is_applied_and_logged() -> None:
-    model, x, y = regression()
+    model, x, _y = regression()
     core = TrainingCore(torch.optim.SGD(model.parameters(), lr=0.0), grad_clip=1e-3)
     record = core.step(StepOutput(loss=1e3 * model(x).sum()), epoch=0)
     total = torch.cat([p.grad.flatten() for p in model.parameters()]).norm()  # type: ignore[union-attr]
@@ -81,7 +82,7 @@ def test_gradient_clipping_is_applied_and_logged() -> None:
 
 
 def test_logs_and_value_go_into_the_record() -> None:
-    model, x, y = regression()
+    model, x, _y = regression()
     core = TrainingCore(torch.optim.SGD(model.parameters(), lr=0.1))
     out = StepOutput(
         loss=model(x).pow(2).mean(), value=torch.tensor(7.0), logs={"acc": torch.tensor(0.25)}
@@ -137,7 +138,17 @@ def test_progress_bar_can_be_silent() -> None:
 def test_a_diverging_cli_run_is_a_training_failure_not_bad_input(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    argv = ["fit", "--data", "digits", "--epochs", "1", "--lr", "1e30", "--out", str(tmp_path / "r")]
+    argv = [
+        "fit",
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e30",
+        "--out",
+        str(tmp_path / "r"),
+    ]
     code = main([*argv, "--threads", "1", "--no-progress", "--precision", "fp32"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
@@ -154,7 +165,37 @@ def test_only_the_core_steps_an_optimizer() -> None:
             continue
         for lineno, line in enumerate(text.splitlines(), 1):
             code = line.split("#", 1)[0]
+            if code.strip().startswith((">>>", "...")):
+                continue  # a docstring example: the user's own loop
             if ".backward(" in code or "opt.step(" in code or "optimizer.step(" in code:
                 offenders.append(f"{path.relative_to(SRC)}:{lineno}: {line.strip()}")
     allowed = [o for o in offenders if o.startswith("eval/linear.py")]  # L-BFGS probe
     assert offenders == allowed, "\n".join(offenders)
+
+
+def test_diverged_embeddings_are_reported_with_their_step() -> None:
+    """A step that checks its outputs with require_finite stops as a diverged run, with its place."""
+    model, x, _y = regression()
+
+    def step(idx: torch.Tensor) -> StepOutput:
+        out = require_finite(model(x[idx]))
+        return StepOutput(loss=out.pow(2).mean() * 1e30)
+
+    core = TrainingCore(torch.optim.SGD(model.parameters(), lr=1e30))
+    with pytest.raises(NonFiniteLossError) as info:
+        core.run_epoch(0, torch.arange(40).split(8), step)
+    message = str(info.value)
+    assert message.startswith("training stopped: the embeddings became NaN or infinite at epoch 1")
+    assert "(after optimizer step" in message and "learning rate" in message
+
+
+def test_a_genuine_input_error_is_not_rewritten() -> None:
+    model, _x, _ = regression()
+
+    def step(idx: torch.Tensor) -> StepOutput:
+        raise ValueError("labels must have 8 entries")
+
+    core = TrainingCore(torch.optim.SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match="labels must have 8 entries") as info:
+        core.run_epoch(0, [torch.arange(8)], step)
+    assert not isinstance(info.value, NonFiniteLossError)

@@ -56,7 +56,9 @@ def test_logs_metrics_and_summary_line(tmp_path: Path, capsys: pytest.CaptureFix
     )
     assert capsys.readouterr().out == ""  # the library prints nothing; the CLI prints the line
     summary = summary_line(result.metrics, out)
-    assert summary.startswith("contrastkit fit: done") and "10 steps" in summary and "kNN" in summary
+    assert (
+        summary.startswith("contrastkit fit: done") and "10 steps" in summary and "kNN" in summary
+    )
     assert not (out / "tensorboard").exists()
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +55,9 @@ def test_a_recipe_for_every_registered_image_method() -> None:
 
 
 @pytest.mark.parametrize("name", recipe_names())
-def test_shipped_recipe_is_valid_documented_and_trains(name: str, tmp_path: Path) -> None:
+def test_shipped_recipe_is_valid_documented_and_trains(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     recipe = load_recipe(name)
     assert recipe.description
     text = recipe_text(name)
@@ -62,20 +66,93 @@ def test_shipped_recipe_is_valid_documented_and_trains(name: str, tmp_path: Path
     info = loss_info(config.loss)
     assert info.input_kind == "views"
     if config.strategy != "standard":  # G-SimCLR / MCL: the strategy runner, with its baseline
-        quick = {"dae_epochs": 1} if config.strategy == "gsimclr" else {"stages": 2}
-        kwargs = {**config.strategy_kwargs, **quick}
-        values = {**TINY, "epochs": 2, "evaluate": True, "strategy_kwargs": kwargs}
-        result = fit(recipe.config({**values, "out": str(tmp_path / name)}))
-        assert 0.0 <= result.metrics["knn_acc"] <= 1.0
-        assert 0.0 <= result.metrics["simclr_linear_acc"] <= 1.0
+        _check_strategy_run(name, tmp_path / name, capsys)
         return
     # one short epoch through the real loop
-    result = fit(recipe.config({**TINY, "out": str(tmp_path / name)}))
-    assert result.metrics["steps"] >= 1
-    assert json.loads((tmp_path / name / "config.json").read_text())["loss"] == config.loss
-    first_step = json.loads((tmp_path / name / "steps.jsonl").read_text().splitlines()[0])
+    run = tmp_path / name
+    result = fit(recipe.config({**TINY, "out": str(run)}))
+    for file in ("config.json", "steps.jsonl", "epochs.jsonl", "metrics.json", "model.safetensors"):
+        assert (run / file).is_file(), file
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["loss"], saved["epochs"]) == (config.loss, 1)
+    assert saved["loss_kwargs"] == config.loss_kwargs  # the recipe's loss arguments, as trained
+    steps = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
+    epochs = [json.loads(line) for line in (run / "epochs.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1]
+    assert result.metrics["steps"] == epochs[-1]["step"] == steps[-1]["step"] >= 5
+    assert result.metrics["final_loss"] == pytest.approx(epochs[-1]["loss"])
+    assert all(math.isfinite(s["loss"]) for s in steps)
+    assert json.loads((run / "metrics.json").read_text())["steps"] == result.metrics["steps"]
+    first_step = steps[0]
     assert ("objective" in first_step) == (config.loss == "isogclr")  # iSogCLR's true objective
     assert ("pretext_loss" in first_step) == (config.pretext != "none")  # ScatSimCLR's rotation
+
+
+#: the strategies' quick settings, and the stage names each writes to epochs.jsonl
+STRATEGY_QUICK = {"gsimclr": {"dae_epochs": 1}, "mcl": {"stages": 2}}
+STRATEGY_STAGES = {"gsimclr": ["gsimclr"], "mcl": ["stage0", "stage1"]}
+TIMING = ("seconds", "samples_per_s")
+
+
+def _strategy_fit(name: str, out: Path, **values: Any) -> Any:
+    recipe = load_recipe(name)
+    kwargs = {**recipe.config().strategy_kwargs, **STRATEGY_QUICK[name]}
+    config = {**TINY, "epochs": 2, "evaluate": True, "strategy_kwargs": kwargs, **values}
+    return fit(recipe.config({**config, "out": str(out)}))
+
+
+def _check_strategy_run(name: str, run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A strategy run (G-SimCLR / MCL) writes a complete run directory, reports itself and its
+    SimCLR baseline well above chance, and ``contrastkit eval`` reproduces the saved model's
+    numbers."""
+    result = _strategy_fit(name, run)
+    m = result.metrics
+    for file in ("config.json", "epochs.jsonl", "metrics.json", "model.safetensors"):
+        assert (run / file).is_file(), file
+    assert json.loads((run / "metrics.json").read_text()) == json.loads(json.dumps(m))
+    assert json.loads((run / "config.json").read_text())["strategy"] == name
+    assert m["strategy"] == name and m["epochs"] == 2
+    # the method's own numbers are its representation's; the baseline's are there too
+    assert (m["knn_acc"], m["linear_acc"]) == (m[f"{name}_knn_acc"], m[f"{name}_linear_acc"])
+    for key in ("knn_acc", "linear_acc", "simclr_knn_acc", "simclr_linear_acc"):
+        assert 0.3 < m[key] <= 1.0, (key, m[key])  # 10 digit classes: chance is 0.1
+    # one record per epoch and stage: the method's stages share the budget, SimCLR gets all of it
+    history = [json.loads(line) for line in (run / "epochs.jsonl").read_text().splitlines()]
+    stages = [r["stage"] for r in history]
+    assert stages.count("simclr") == 2
+    method = [s for s in stages if s != "simclr"]
+    assert sorted(set(method)) == STRATEGY_STAGES[name]
+    assert len(method) == 2  # G-SimCLR: 2 epochs; MCL: 2 stages of 1 epoch
+    assert all(math.isfinite(r["loss"]) and r["steps"] >= 1 for r in history)
+    # the saved model is the method's (MCL: its last stage; the reported features concatenate
+    # every stage's)
+    capsys.readouterr()
+    assert cli_main(["eval", str(run), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    own = "mcl_last_" if name == "mcl" else f"{name}_"
+    assert (again["knn_acc"], again["linear_acc"]) == (m[own + "knn_acc"], m[own + "linear_acc"])
+    if name == "mcl":
+        assert m["feature_dim"] == 2 * m["mcl_last_feature_dim"] == 2 * again["feature_dim"]
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGY_QUICK))
+def test_strategy_run_is_reproducible_from_its_seed(name: str, tmp_path: Path) -> None:
+    """The same seed gives the same numbers and losses; another seed other ones."""
+    a = _strategy_fit(name, tmp_path / "a", seed=3, evaluate=False)
+    b = _strategy_fit(name, tmp_path / "b", seed=3, evaluate=False)
+    c = _strategy_fit(name, tmp_path / "c", seed=4, evaluate=False)
+
+    def numbers(result: Any) -> dict[str, Any]:
+        return {k: v for k, v in result.metrics.items() if not k.endswith(TIMING)}
+
+    def losses(run: Path) -> list[float]:
+        return [
+            json.loads(line)["loss"] for line in (run / "epochs.jsonl").read_text().splitlines()
+        ]
+
+    assert numbers(a) == numbers(b)
+    assert losses(tmp_path / "a") == losses(tmp_path / "b")
+    assert losses(tmp_path / "c") != losses(tmp_path / "a")
 
 
 def test_overrides_and_loss_kwargs_merge() -> None:
@@ -172,11 +249,11 @@ def test_precedence_defaults_recipe_flags_set(
     class StopError(Exception):
         pass
 
-    def fake_fit(config: FitConfig) -> None:
+    def fake_fit(config: FitConfig, **kwargs: object) -> None:
         seen.append(config)
         raise StopError
 
-    monkeypatch.setattr("contrastkit.train.fit", fake_fit)
+    monkeypatch.setattr("contrastkit.cli.fit.fit", fake_fit)
     with pytest.raises(StopError):
         cli_main(["fit", "dcl", "--lr", "0.01", "--set", "lr=0.02", "--epochs", "3"])
     config = seen[-1]

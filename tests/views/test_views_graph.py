@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from contrastkit.views import drop_edges, graph_view, knn_graph, mask_features
+from contrastkit.views import drop_edges, graph_view, knn_edges, mask_features
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -50,10 +50,10 @@ def test_mask_features() -> None:
     assert mask_features(x.double(), 0.4, generator=gen(0)).dtype == torch.float64
 
 
-def test_knn_graph_matches_a_dense_reference() -> None:
+def test_knn_edges_matches_a_dense_reference() -> None:
     x = torch.randn(37, 5, generator=gen(0), dtype=torch.float64)
     for metric in ("cosine", "euclidean"):
-        e = knn_graph(x, 4, metric=metric, chunk_size=8)
+        e = knn_edges(x, 4, metric=metric, chunk_size=8)
         assert e.shape == (2, 37 * 4) and e.dtype == torch.long
         assert bool((e[0] != e[1]).all())
         if metric == "cosine":
@@ -65,14 +65,14 @@ def test_knn_graph_matches_a_dense_reference() -> None:
         ref = score.topk(4, dim=1).indices
         assert torch.equal(e[1].view(37, 4), ref)
         assert torch.equal(e[0], torch.arange(37).repeat_interleave(4))
-    assert torch.equal(knn_graph(x, 4, chunk_size=5), knn_graph(x, 4, chunk_size=1000))
+    assert torch.equal(knn_edges(x, 4, chunk_size=5), knn_edges(x, 4, chunk_size=1000))
 
 
-def test_knn_graph_symmetric_and_clusters() -> None:
+def test_knn_edges_symmetric_and_clusters() -> None:
     # Two well-separated clusters: no edge crosses.
     a = torch.randn(10, 3, generator=gen(1)) * 0.1 + 5
     b = torch.randn(10, 3, generator=gen(2)) * 0.1 - 5
-    e = knn_graph(torch.cat([a, b]), 3, metric="euclidean", symmetric=True)
+    e = knn_edges(torch.cat([a, b]), 3, metric="euclidean", symmetric=True)
     assert bool(((e[0] < 10) == (e[1] < 10)).all())
     pairs = {(int(i), int(j)) for i, j in e.T}
     assert all((j, i) in pairs for i, j in pairs)
@@ -90,8 +90,8 @@ def test_graph_view_and_validation(edges: Tensor) -> None:
     with pytest.raises(TypeError, match="integer"):
         drop_edges(edges.float())
     with pytest.raises(ValueError, match=r"k must be an int in \[1, N - 1\]"):
-        knn_graph(x, 50)
+        knn_edges(x, 50)
     with pytest.raises(ValueError, match="metric"):
-        knn_graph(x, 3, metric="manhattan")
+        knn_edges(x, 3, metric="manhattan")
     with pytest.raises(ValueError, match="mode"):
         mask_features(x, 0.2, mode="row")

@@ -13,11 +13,15 @@ from contrastkit.views import (
     RotationPretext,
     ViewAugment,
     ViewConfig,
+)
+from contrastkit.views.pretext import (
+    PAPER_START_EPOCH,
+    PRETEXT_WEIGHT,
     jigsaw_batch,
     jigsaw_permutations,
+    random_rotation_batch,
     rotation_batch,
 )
-from contrastkit.views.pretext import PAPER_START_EPOCH, PRETEXT_WEIGHT, random_rotation_batch
 
 
 def gen(seed: int = 0) -> torch.Generator:

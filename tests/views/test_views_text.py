@@ -12,7 +12,6 @@ from contrastkit.losses import CLIPRocketLoss
 from contrastkit.views import (
     TextAugment,
     TextAugmentConfig,
-    check_tokens,
     random_deletion,
     random_insertion,
     random_swap,
@@ -20,6 +19,7 @@ from contrastkit.views import (
     synonym_replacement,
     token_dropout,
 )
+from contrastkit.views.text import check_tokens
 
 PAD, BOS, EOS, MASK = 0, 1, 2, 3
 PROT = (BOS, EOS)

@@ -9,40 +9,29 @@
   (:func:`load_image_folder`).
 
 Every loader returns a :class:`DataSplit` of :class:`ArrayDataset` s holding float32 images
-``(N, C, H, W)`` in ``[0, 1]`` and int64 labels ``0..K-1``.
+``(N, C, H, W)`` in ``[0, 1]`` and int64 labels ``0..K-1``. Batch samplers are in
+:mod:`contrastkit.data.samplers`, time series and tables in :mod:`contrastkit.data.series`, the IDX
+file format in :mod:`contrastkit.data.idx`.
+
+Example:
+    >>> from contrastkit.data import load_dataset
+    >>> split = load_dataset("digits", seed=0)
+    >>> split.train.image_shape, split.train.num_classes
+    ((1, 8, 8), 10)
 """
 
-from contrastkit.data.cifar import CIFAR_SPECS, download_cifar, find_cifar, load_cifar
-from contrastkit.data.datasets import (
-    DATA_DIR_ENV,
-    SYSTEM_FASHION_MNIST_DIRS,
-    ArrayDataset,
-    DatasetNotFoundError,
-    DataSplit,
-    find_fashion_mnist,
-    known_datasets,
-    load_dataset,
-)
-from contrastkit.data.download import (
-    DEFAULT_URL,
-    FASHION_MNIST_FILES,
-    DownloadError,
-    download_fashion_mnist,
-)
-from contrastkit.data.idx import IdxFormatError, read_idx, write_idx
+from contrastkit.data.arrays import DATA_DIR_ENV, ArrayDataset, DatasetNotFoundError, DataSplit
+from contrastkit.data.cifar import download_cifar, find_cifar, load_cifar
+from contrastkit.data.datasets import find_fashion_mnist, known_datasets, load_dataset
+from contrastkit.data.download import DownloadError, download_fashion_mnist
 from contrastkit.data.image_folder import load_image_folder
 
 __all__ = [
-    "CIFAR_SPECS",
     "DATA_DIR_ENV",
-    "DEFAULT_URL",
-    "FASHION_MNIST_FILES",
-    "SYSTEM_FASHION_MNIST_DIRS",
     "ArrayDataset",
     "DataSplit",
     "DatasetNotFoundError",
     "DownloadError",
-    "IdxFormatError",
     "download_cifar",
     "download_fashion_mnist",
     "find_cifar",
@@ -51,6 +40,4 @@ __all__ = [
     "load_cifar",
     "load_dataset",
     "load_image_folder",
-    "read_idx",
-    "write_idx",
 ]

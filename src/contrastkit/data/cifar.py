@@ -29,7 +29,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
-from contrastkit.data.datasets import DATA_DIR_ENV, ArrayDataset, DatasetNotFoundError, DataSplit
+from contrastkit.data.arrays import DATA_DIR_ENV, ArrayDataset, DatasetNotFoundError, DataSplit
 from contrastkit.data.download import DownloadError, _downloaded
 
 __all__ = [

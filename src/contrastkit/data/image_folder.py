@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from contrastkit.data.datasets import (
+from contrastkit.data.arrays import (
     ArrayDataset,
     DatasetNotFoundError,
     DataSplit,
-    _check_seed,
-    _check_test_fraction,
-    _split_indices,
-    _uint8_images,
+    check_seed,
+    check_test_fraction,
+    split_indices,
+    uint8_images,
 )
 
 __all__ = ["IMAGE_SUFFIXES", "find_image_folder_splits", "load_image_folder"]
@@ -212,8 +212,8 @@ def load_image_folder(
         ImportError: If Pillow is not installed (it names the extra to install).
     """
     size = _check_image_size(image_size)
-    seed = _check_seed(seed)
-    test_fraction = _check_test_fraction(test_fraction)
+    seed = check_seed(seed)
+    test_fraction = check_test_fraction(test_fraction)
     parts = find_image_folder_splits(root)
     name = Path(root).expanduser().resolve().name or "images"
     class_names = sorted(parts["train"] if "train" in parts else parts["all"])
@@ -229,9 +229,9 @@ def load_image_folder(
         files, labels = flat(parts["all"])
         if len(files) < 2:
             raise ValueError(f"{root} holds {len(files)} image(s); a train/test split needs two")
-        tr, te = _split_indices(labels, test_fraction=test_fraction, seed=seed)
+        tr, te = split_indices(labels, test_fraction=test_fraction, seed=seed)
         # decode once, so both parts share one size check and one colour mode
-        images = _uint8_images(_read_images(files, size))
+        images = uint8_images(_read_images(files, size))
         y = torch.from_numpy(labels.astype(np.int64))
         return DataSplit(
             train=ArrayDataset(images[tr], y[tr], name, k),
@@ -241,7 +241,7 @@ def load_image_folder(
     test_files, test_labels = flat(parts["test"])
     if not test_files:
         raise ValueError(f"the test part of {root} holds no images")
-    images = _uint8_images(_read_images(train_files + test_files, size))
+    images = uint8_images(_read_images(train_files + test_files, size))
     y = torch.from_numpy(np.concatenate([train_labels, test_labels]).astype(np.int64))
     n = len(train_files)
     return DataSplit(

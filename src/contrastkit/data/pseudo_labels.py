@@ -1,48 +1,47 @@
-"""Pseudo-labels for batch construction: G-SimCLR's autoencoder clusters and MCL's stage clusters.
+"""Pseudo-labels by clustering, for batch construction: k-means and MCL's stage clusters.
 
-- G-SimCLR (METHODS.md 3.8): a denoising autoencoder is trained briefly on the unlabelled data;
-  its latent codes (globally average-pooled) are clustered with k-means, ``K = batch size``; the
-  clusters feed :class:`~contrastkit.data.samplers.ClusterSpreadBatchSampler`.
-  :func:`gsimclr_pseudo_labels` does both steps.
-- MCL (METHODS.md 3.8): at each stage the current model's features are L2-normalised and clustered
-  with MiniBatchKMeans (``K = 10``, ``max_iter = 100``, ``tol = 1e-5``); :func:`stage_clusters`
-  does this and :func:`~contrastkit.data.samplers.mixed_radix_labels` combines the stages.
+- G-SimCLR (:mod:`contrastkit.train.autoencoder`): k-means (:func:`kmeans_labels`,
+  ``K = batch size``) on a denoising autoencoder's pooled latent codes; the clusters feed
+  :class:`~contrastkit.data.samplers.ClusterSpreadBatchSampler`. Training the autoencoder is
+  training, so it lives in the train layer; this module only clusters.
+- MCL (:mod:`contrastkit.train.strategies.mcl`): at each stage the current model's features are
+  L2-normalised and clustered with MiniBatchKMeans (``K = 10``, ``max_iter = 100``,
+  ``tol = 1e-5``); :func:`stage_clusters` does this and
+  :func:`~contrastkit.data.samplers.mixed_radix_labels` combines the stages.
 
-Everything is seeded and leaves torch's global random state as it was.
+Everything is seeded.
+
+>>> import torch
+>>> x = torch.cat([torch.zeros(5, 2), torch.ones(5, 2)]) + 0.01 * torch.rand(10, 2)
+>>> labels, centres = kmeans_labels(x, 2)
+>>> sorted(torch.bincount(labels).tolist()), tuple(centres.shape)
+([5, 5], (2, 2))
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from contrastkit._validation import check_finite, check_positive
+from contrastkit._validation import check_finite, check_int, check_positive
 
-__all__ = [
-    "DenoisingAutoencoder",
-    "PseudoLabels",
-    "gsimclr_pseudo_labels",
-    "kmeans_labels",
-    "stage_clusters",
-    "train_denoising_autoencoder",
-]
+__all__ = ["as_float_samples", "kmeans_labels", "stage_clusters"]
 
 
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+def as_float_samples(x: object, name: str, *, min_dim: int = 2) -> Tensor:
+    """``x`` (a tensor or numpy array) as a detached floating-point tensor of samples.
 
+    Args:
+        x: ``(N, ...)`` samples, ``N >= 1``.
+        name: The argument's name, for error messages.
+        min_dim: The fewest dimensions ``x`` may have.
 
-def _as_float_tensor(x: object, name: str, *, min_dim: int = 2) -> Tensor:
+    Raises:
+        TypeError: ``x`` is not a tensor or array, or not floating point.
+        ValueError: ``x`` has too few dimensions, no sample, or a NaN or inf.
+    """
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not isinstance(x, Tensor):
@@ -57,136 +56,11 @@ def _as_float_tensor(x: object, name: str, *, min_dim: int = 2) -> Tensor:
     return check_finite(x.detach(), name)
 
 
-class DenoisingAutoencoder(nn.Module):
-    """A small denoising autoencoder whose pooled latent code feeds G-SimCLR's k-means.
-
-    For images ``(C, H, W)`` with ``H`` and ``W`` divisible by 4 it is convolutional:
-    ``Conv(C->32, s1) -> Conv(32->64, s2) -> Conv(64->latent, s2)`` (3x3, ReLU) and the mirror
-    image with transposed convolutions, ending in a sigmoid (inputs in ``[0, 1]``); the code of a
-    sample is the latent feature map **globally average-pooled** (G-SimCLR's "retrieval" layer +
-    global average pooling). Other inputs (vectors, or images of other sizes) use an MLP
-    ``D -> 256 -> latent -> 256 -> D`` with a linear output.
-
-    The G-SimCLR notebook's exact architecture and noise level are not reproduced
-    ([UNVERIFIED] in METHODS.md); this keeps the structure (conv DAE, pooled latent).
-
-    Args:
-        input_shape: Shape of one sample, e.g. ``(1, 28, 28)`` or ``(64,)``.
-        latent_dim: Channels (conv) or units (MLP) of the code.
-    """
-
-    def __init__(self, input_shape: Sequence[int], *, latent_dim: int = 64) -> None:
-        super().__init__()
-        shape = tuple(int(s) for s in input_shape)
-        if not shape or any(s < 1 for s in shape):
-            raise ValueError(f"input_shape must be non-empty positive sizes; got {input_shape!r}")
-        self.input_shape = shape
-        self.latent_dim = _check_int(latent_dim, "latent_dim", 1)
-        self.conv = len(shape) == 3 and shape[1] % 4 == 0 and shape[2] % 4 == 0
-        if self.conv:
-            c = shape[0]
-            self.encoder: nn.Module = nn.Sequential(
-                nn.Conv2d(c, 32, 3, padding=1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(32, 64, 3, stride=2, padding=1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(64, latent_dim, 3, stride=2, padding=1),
-                nn.ReLU(inplace=True),
-            )
-            self.decoder: nn.Module = nn.Sequential(
-                nn.ConvTranspose2d(latent_dim, 64, 4, stride=2, padding=1),
-                nn.ReLU(inplace=True),
-                nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(32, c, 3, padding=1),
-                nn.Sigmoid(),
-            )
-        else:
-            d = math.prod(shape)
-            self.encoder = nn.Sequential(
-                nn.Flatten(),
-                nn.Linear(d, 256),
-                nn.ReLU(inplace=True),
-                nn.Linear(256, latent_dim),
-            )
-            self.decoder = nn.Sequential(
-                nn.ReLU(),
-                nn.Linear(latent_dim, 256),
-                nn.ReLU(inplace=True),
-                nn.Linear(256, d),
-            )
-
-    def _check(self, x: Tensor) -> Tensor:
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ValueError(
-                f"expected inputs of shape (B, {', '.join(map(str, self.input_shape))}); got "
-                f"{tuple(x.shape)}"
-            )
-        return x
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Reconstruction of ``x`` (same shape)."""
-        h = self.encoder(self._check(x))
-        out: Tensor = self.decoder(h)
-        return out.reshape(x.shape)
-
-    def encode(self, x: Tensor) -> Tensor:
-        """The pooled latent code ``(B, latent_dim)``."""
-        h: Tensor = self.encoder(self._check(x))
-        return h.mean(dim=(2, 3)) if self.conv else h
-
-
-def train_denoising_autoencoder(
-    data: Tensor | np.ndarray,
-    *,
-    latent_dim: int = 64,
-    epochs: int = 5,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    noise_std: float = 0.2,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> tuple[DenoisingAutoencoder, list[float]]:
-    """Train a :class:`DenoisingAutoencoder` to reconstruct ``data`` from Gaussian-noised copies.
-
-    Adam, mean squared error against the clean input, shuffled mini-batches; the noise is
-    ``N(0, noise_std^2)`` (clamped to ``[0, 1]`` for conv models, whose inputs are images in
-    ``[0, 1]``). Seeded; torch's global random state is restored afterwards.
-
-    Returns:
-        The trained model (eval mode, on ``device``) and the mean loss of every epoch.
-    """
-    x = _as_float_tensor(data, "data")
-    epochs = _check_int(epochs, "epochs", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    check_positive(lr, "lr")
-    check_positive(noise_std, "noise_std", allow_zero=True)
-    seed = _check_int(seed, "seed", 0)
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    losses: list[float] = []
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = DenoisingAutoencoder(tuple(x.shape[1:]), latent_dim=latent_dim).to(dev)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        g = torch.Generator().manual_seed(seed)
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(x.shape[0], generator=g)
-            total = 0.0
-            for s in range(0, x.shape[0], batch_size):
-                clean = x[order[s : s + batch_size]].float()
-                noisy = clean + noise_std * torch.randn(clean.shape, generator=g)
-                if model.conv:
-                    noisy = noisy.clamp(0.0, 1.0)
-                clean, noisy = clean.to(dev), noisy.to(dev)
-                loss = F.mse_loss(model(noisy), clean)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * clean.shape[0]
-            losses.append(total / x.shape[0])
-    model.eval()
-    return model, losses
+def _matrix(features: object) -> Tensor:
+    x = as_float_samples(features, "features")
+    if x.dim() != 2:
+        raise ValueError(f"features must have shape (N, D); got {tuple(x.shape)}")
+    return x
 
 
 def kmeans_labels(
@@ -199,84 +73,30 @@ def kmeans_labels(
 ) -> tuple[Tensor, Tensor]:
     """k-means (scikit-learn, k-means++) cluster ids and centres of ``features`` ``(N, D)``.
 
+    Args:
+        features: ``(N, D)`` floating-point features.
+        n_clusters: Clusters, in ``[1, N]``.
+        seed: k-means' random state.
+        n_init: k-means restarts.
+        normalize: L2-normalise the rows first.
+
     Returns:
         ``(labels (N,) int64, centres (n_clusters, D) float32)``.
     """
     from sklearn.cluster import KMeans
 
-    x = _as_float_tensor(features, "features")
-    if x.dim() != 2:
-        raise ValueError(f"features must have shape (N, D); got {tuple(x.shape)}")
-    k = _check_int(n_clusters, "n_clusters", 1)
+    x = _matrix(features)
+    k = check_int(n_clusters, "n_clusters", minimum=1)
     if k > x.shape[0]:
         raise ValueError(f"n_clusters must be <= the number of samples {x.shape[0]}; got {k}")
     if normalize:
         x = F.normalize(x, dim=1)
-    km = KMeans(n_clusters=k, n_init=_check_int(n_init, "n_init", 1), random_state=seed)
+    km = KMeans(n_clusters=k, n_init=check_int(n_init, "n_init", minimum=1), random_state=seed)
     labels = km.fit_predict(x.double().cpu().numpy())
     return (
         torch.from_numpy(labels.astype(np.int64)),
         torch.from_numpy(km.cluster_centers_.astype(np.float32)),
     )
-
-
-@dataclass
-class PseudoLabels:
-    """G-SimCLR pseudo-labels and how they were made.
-
-    Attributes:
-        labels: ``(N,)`` int64 cluster ids in ``[0, n_clusters)``.
-        latents: ``(N, latent_dim)`` pooled autoencoder codes that were clustered.
-        dae_losses: Mean reconstruction loss of every autoencoder epoch.
-        cluster_sizes: Members of each cluster.
-    """
-
-    labels: Tensor
-    latents: Tensor
-    dae_losses: list[float] = field(default_factory=list)
-    cluster_sizes: list[int] = field(default_factory=list)
-
-
-def gsimclr_pseudo_labels(
-    data: Tensor | np.ndarray,
-    n_clusters: int,
-    *,
-    latent_dim: int = 64,
-    epochs: int = 5,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    noise_std: float = 0.2,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-) -> PseudoLabels:
-    """G-SimCLR's pseudo-labels: train a denoising autoencoder, k-means on its pooled latents.
-
-    Use ``n_clusters = batch size`` of the contrastive training (G-SimCLR: 64 on CIFAR-10), so that
-    :class:`~contrastkit.data.samplers.ClusterSpreadBatchSampler` can put one sample of each cluster
-    in a batch.
-
-    Paper: Chakraborty et al., "G-SimCLR: Self-Supervised Contrastive Learning with Guided
-    Projection via Pseudo Labelling" (2020).
-    """
-    x = _as_float_tensor(data, "data")
-    model, losses = train_denoising_autoencoder(
-        x,
-        latent_dim=latent_dim,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        noise_std=noise_std,
-        seed=seed,
-        device=device,
-    )
-    dev = next(model.parameters()).device
-    with torch.no_grad():
-        latents = torch.cat(
-            [model.encode(x[s : s + 1024].float().to(dev)).cpu() for s in range(0, len(x), 1024)]
-        )
-    labels, _ = kmeans_labels(latents, n_clusters, seed=seed)
-    sizes = torch.bincount(labels, minlength=n_clusters).tolist()
-    return PseudoLabels(labels=labels, latents=latents, dae_losses=losses, cluster_sizes=sizes)
 
 
 def stage_clusters(
@@ -294,24 +114,30 @@ def stage_clusters(
     ``tol = 1e-5``, and a k-means batch of 1,000,000 — larger than our datasets, so
     ``batch_size=None`` uses all ``N`` samples per k-means step.
 
+    Args:
+        features: ``(N, D)`` floating-point features.
+        k: Clusters, in ``[1, N]``.
+        seed: k-means' random state.
+        batch_size: Samples per k-means step (None: all).
+        max_iter: k-means iterations.
+        tol: k-means' tolerance.
+
     Returns:
         ``(N,)`` int64 cluster ids in ``[0, k)``.
     """
     from sklearn.cluster import MiniBatchKMeans
 
-    x = _as_float_tensor(features, "features")
-    if x.dim() != 2:
-        raise ValueError(f"features must have shape (N, D); got {tuple(x.shape)}")
-    k = _check_int(k, "k", 1)
+    x = _matrix(features)
+    k = check_int(k, "k", minimum=1)
     if k > x.shape[0]:
         raise ValueError(f"k must be <= the number of samples {x.shape[0]}; got {k}")
-    bs = x.shape[0] if batch_size is None else _check_int(batch_size, "batch_size", 1)
+    bs = x.shape[0] if batch_size is None else check_int(batch_size, "batch_size", minimum=1)
     km = MiniBatchKMeans(
         n_clusters=k,
         batch_size=bs,
-        max_iter=_check_int(max_iter, "max_iter", 1),
+        max_iter=check_int(max_iter, "max_iter", minimum=1),
         tol=check_positive(tol, "tol", allow_zero=True),
-        random_state=_check_int(seed, "seed", 0),
+        random_state=check_int(seed, "seed", minimum=0),
         n_init=3,
     )
     xn = F.normalize(x.float(), dim=1).cpu().numpy()

@@ -1,14 +1,14 @@
 """Batch samplers that shape what a contrastive batch contains, and a rehearsal buffer.
 
-- :class:`ClusterSpreadBatchSampler` (G-SimCLR, METHODS.md 3.8): batches that hold at most one
+- :class:`ClusterSpreadBatchSampler` (G-SimCLR, docs/methods.md, section 3.8): batches that hold at most one
   sample of each pseudo-label cluster, so that in-batch negatives are unlikely to be
   same-category samples.
-- :class:`CellBatchSampler` and :func:`mixed_radix_labels` (MCL, METHODS.md 3.8): every batch is
+- :class:`CellBatchSampler` and :func:`mixed_radix_labels` (MCL, docs/methods.md, section 3.8): every batch is
   drawn from one pseudo-label cell of the earlier stages' clusterings, so all in-batch negatives
   share the anchor's earlier clusters.
-- :class:`GroupPairSampler` (participant-level / device positives, METHODS.md 3.8): pairs of
+- :class:`GroupPairSampler` (participant-level / device positives, docs/methods.md, section 3.8): pairs of
   different samples that share a group id.
-- :class:`ReplayBuffer` and :func:`replay_batch` (COCONUT, METHODS.md 2.3c / 3.8): a class-balanced
+- :class:`ReplayBuffer` and :func:`replay_batch` (COCONUT, docs/methods.md 2.3(c), 3.8): a class-balanced
   or reservoir rehearsal buffer and the ``anchor_mask`` that restricts SupCon to its samples.
 
 Every sampler is a ``torch.utils.data.Sampler`` of index lists (usable as a DataLoader's
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Sampler
 
-from contrastkit._validation import check_choice
+from contrastkit._validation import check_choice, check_int
 
 __all__ = [
     "CellBatchSampler",
@@ -46,11 +46,7 @@ _PAIR_STREAM = 0x5EED_9A12
 
 
 def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(value, name, minimum=minimum)
 
 
 def _check_bool(value: object, name: str) -> bool:
@@ -123,7 +119,7 @@ class ClusterSpreadBatchSampler(_EpochSampler):
     With unbalanced clusters the guarantee holds only for batches inside the first
     ``min_cluster_size`` ranks; later ranks hold fewer clusters and a batch may repeat one.
 
-    Reference behaviour (ariG23498/G-SimCLR, METHODS.md 3.8): K-means with ``K = batch_size`` on a
+    Reference behaviour (ariG23498/G-SimCLR, docs/methods.md 3.8): K-means with ``K = batch_size`` on a
     denoising autoencoder's latents, members ranked in dataset order, iterated without shuffling —
     that is ``reshuffle=False`` here. ``reshuffle=True`` (the default) draws, every epoch, a new
     member order inside each cluster and a new order of the clusters, so the batches differ
@@ -209,7 +205,7 @@ def mixed_radix_labels(
     so samples share ``y_t`` exactly when they share every stage's cluster (``K^{t+1}`` possible
     cells). This is the intended formula of MCL (MajorDavidZhang/MCL ``cluster.py``); the reference
     loop reloads the *current* stage's labels in every iteration, which gives
-    ``sum_s c_t K^{t-s}`` instead — not reproduced here (METHODS.md 3.8).
+    ``sum_s c_t K^{t-s}`` instead — not reproduced here (docs/methods.md, section 3.8).
 
     Paper: "Learning the Unlearned: Mitigating Feature Suppression in Contrastive Learning"
     (Multistage Contrastive Learning, MCL; 2024).
@@ -262,7 +258,7 @@ class CellBatchSampler(_EpochSampler):
     at the end of the epoch. Cells smaller than ``batch_size`` never yield a batch.
 
     Paper: "Learning the Unlearned: Mitigating Feature Suppression in Contrastive Learning" (MCL,
-    2024); MajorDavidZhang/MCL ``my_training/data.py`` (METHODS.md 3.8).
+    2024); MajorDavidZhang/MCL ``my_training/data.py`` (docs/methods.md, section 3.8).
 
     Args:
         cell_ids: ``(N,)`` integer cell ids (e.g. from :func:`mixed_radix_labels`).
@@ -337,7 +333,7 @@ class GroupPairSampler(_EpochSampler):
     second members (reshape to ``(2, P)``); :meth:`batches` returns ``(P, 2)`` tensors.
 
     Use: participant-level positives of wearable biosignal models, time-synchronised windows of two
-    devices (ColloSSL), trial/patient levels of COMET (METHODS.md 3.8).
+    devices (ColloSSL), trial/patient levels of COMET (docs/methods.md, section 3.8).
 
     Args:
         group_ids: ``(N,)`` integer group ids.
@@ -577,7 +573,7 @@ def replay_batch(
     from ``buffer`` (fewer if it holds fewer); ``anchor_mask`` ``(len,)`` bool is True exactly on
     the rehearsal rows. Pass it as ``SupCon(...)(views, y_all, anchor_mask=anchor_mask)``: only
     buffer samples are anchors, every row of the batch is a candidate (COCONUT's rehearsal SupCon,
-    METHODS.md 2.3c; its exact negative set is [UNVERIFIED] there).
+    docs/methods.md, section 2.3(c); its exact negative set is [UNVERIFIED] there).
 
     Args:
         x: New samples ``(B, ...)`` (on any device; replayed rows are moved to it).

@@ -12,11 +12,9 @@ grad, and is sized for CPU use on tens of thousands of samples.
   :func:`modularity`: label-free quality of a partition of a graph.
 - :func:`alignment`, :func:`uniformity`, :func:`tolerance`, :func:`singular_values`,
   :func:`effective_rank`, :func:`hardness_profile`: geometry of the representation (METHODS.md 2.8).
-- :func:`epoch_metrics`, :func:`subset`: monitoring during training (kNN and geometry every K
-  epochs).
+- :func:`epoch_metrics`: monitoring during training (kNN and geometry every K epochs).
 - :func:`collect_features`, :func:`layerwise_probe`, :func:`attribute_probe`, :func:`probe_layers`:
   probes of pre-/post-projection and head layers, and per-attribute (feature suppression) probes.
-- :func:`finetune` -> :class:`FinetuneResult`: fine-tuning of the whole encoder with a linear head.
 - :func:`write_report`: plots and a self-contained HTML report of a run (needs the ``plot`` extra).
 - :func:`embed_run`, :func:`save_embeddings`, :func:`load_embeddings`: export embeddings.
 """
@@ -24,7 +22,6 @@ grad, and is sized for CPU use on tens of thousands of samples.
 from contrastkit.eval.clustering import cluster_metrics, clustering_accuracy, modularity
 from contrastkit.eval.embed import embed_run, load_embeddings, save_embeddings
 from contrastkit.eval.features import extract_features
-from contrastkit.eval.finetune import FinetuneResult, finetune
 from contrastkit.eval.geometry import (
     alignment,
     effective_rank,
@@ -35,7 +32,7 @@ from contrastkit.eval.geometry import (
 )
 from contrastkit.eval.knn import knn_accuracy, knn_predict
 from contrastkit.eval.linear import ProbeResult, linear_probe
-from contrastkit.eval.monitor import epoch_metrics, subset
+from contrastkit.eval.monitor import epoch_metrics
 from contrastkit.eval.probes import (
     attribute_probe,
     collect_features,
@@ -45,7 +42,6 @@ from contrastkit.eval.probes import (
 from contrastkit.eval.report import MissingExtraError, write_report
 
 __all__ = [
-    "FinetuneResult",
     "MissingExtraError",
     "ProbeResult",
     "alignment",
@@ -57,7 +53,6 @@ __all__ = [
     "embed_run",
     "epoch_metrics",
     "extract_features",
-    "finetune",
     "hardness_profile",
     "knn_accuracy",
     "knn_predict",
@@ -68,7 +63,6 @@ __all__ = [
     "probe_layers",
     "save_embeddings",
     "singular_values",
-    "subset",
     "tolerance",
     "uniformity",
     "write_report",

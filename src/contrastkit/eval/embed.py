@@ -21,7 +21,10 @@ import torch
 from torch import Tensor
 
 from contrastkit._validation import check_choice
+from contrastkit.data import load_dataset
 from contrastkit.eval.features import _as_features, _as_labels, _check_int, extract_features
+from contrastkit.eval.probes import collect_features
+from contrastkit.runs import load_run
 
 __all__ = [
     "EMBED_FORMATS",
@@ -156,10 +159,6 @@ def embed_run(
     Returns:
         The files written.
     """
-    from contrastkit.data import load_dataset
-    from contrastkit.eval.probes import collect_features
-    from contrastkit.train import load_run
-
     split = check_choice(split, "split", EMBED_SPLITS)
     layer = check_choice(layer, "layer", EMBED_LAYERS)
     batch_size = _check_int(batch_size, "batch_size")

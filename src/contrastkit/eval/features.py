@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from contrastkit._validation import check_finite
+from contrastkit._validation import check_finite, check_int
 
 __all__ = ["extract_features"]
 
@@ -32,12 +32,8 @@ def _as_tensor(x: object, name: str) -> Tensor:
 
 
 def _check_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an integer ``>= minimum`` (``bool`` is refused)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
+    """:func:`contrastkit._validation.check_int` with the evaluation default ``minimum=1``."""
+    return check_int(value, name, minimum=minimum)
 
 
 def _as_features(x: object, name: str, *, min_rows: int = 1, keep_float64: bool = False) -> Tensor:

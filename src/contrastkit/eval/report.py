@@ -54,6 +54,8 @@ from contrastkit.eval.knn import knn_accuracy
 from contrastkit.eval.linear import linear_probe
 from contrastkit.eval.monitor import VIEW_SEED
 from contrastkit.eval.probes import collect_features
+from contrastkit.runs import EPOCH_LOG, METRICS_FILE, STEP_LOG, load_run
+from contrastkit.views import ViewAugment, preset_for_dataset
 
 __all__ = ["REPORT_DIR", "MissingExtraError", "require_matplotlib", "write_report"]
 
@@ -539,9 +541,6 @@ def write_report(
         FileNotFoundError: If ``run_dir`` is not a run directory or the data are missing.
         MissingExtraError: If matplotlib (the ``plot`` extra) is not installed.
     """
-    from contrastkit.train import load_run
-    from contrastkit.views import ViewAugment, preset_for_dataset
-
     max_points = _check_int(max_points, "max_points", minimum=2)
     seed = _check_int(seed, "seed", minimum=0)
     plotter = _Plotter(Path(run_dir) / REPORT_DIR)  # matplotlib first: fail before the work
@@ -549,9 +548,9 @@ def write_report(
     config, model = load_run(run)
     if device is not None:
         model = model.to(device)
-    epochs = _read_jsonl(run / "epochs.jsonl")
-    steps = _read_jsonl(run / "steps.jsonl")
-    metrics_path = run / "metrics.json"
+    epochs = _read_jsonl(run / EPOCH_LOG)
+    steps = _read_jsonl(run / STEP_LOG)
+    metrics_path = run / METRICS_FILE
     metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     split = config.load_data(root=data_root)
     train, test = split.train, split.test

@@ -10,12 +10,12 @@ from torch import Tensor
 
 from contrastkit._validation import check_labels, check_views
 
-__all__ = ["ViewBatch", "group_positive_mean", "reduce_terms"]
+__all__ = ["ViewBatch", "group_positive_mean", "make_view_batch", "reduce_terms", "upcast_half"]
 
 
 @dataclass(frozen=True)
 class ViewBatch:
-    """A multi-view batch in the view-major layout of METHODS.md section 0.
+    """A multi-view batch in the view-major layout (``docs/methods.md``, section 0).
 
     Row ``r = v * N + i`` of ``rows`` is view ``v`` of instance ``i`` (L2-normalised).
     ``groups[r]`` is the positive group of that row: the instance id ``i``, or ``labels[i]`` when labels
@@ -36,10 +36,25 @@ class ViewBatch:
         return terms.reshape(self.v, self.n).T
 
 
+def upcast_half(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is float16 or bfloat16, else unchanged: the loss boundary's precision.
+
+    Half-precision logits at small temperatures are too coarse (one bfloat16 step is 0.5 at 100),
+    so every loss computes in float32 from its inputs on (float64 stays float64); the cast is
+    differentiable, so autograd returns the gradient in the input's dtype. Losses fed through
+    :func:`make_view_batch` get this once there; the others call it on their raw inputs.
+    """
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 def make_view_batch(
     views: object, labels: object | None = None, *, min_views: int = 2, normalize: bool = True
 ) -> ViewBatch:
-    """Validate ``views`` (N, V, D) and optional ``labels`` (N,) and build the view-major layout."""
+    """Validate ``views`` (N, V, D) and optional ``labels`` (N,) and build the view-major layout.
+
+    The rows come out in float32 for half-precision input (:func:`upcast_half`) and L2-normalised
+    (with ``normalize``).
+    """
     min_v = 1 if labels is not None else min_views
     x = check_views(views, min_views=min_v)
     n, v, _ = x.shape
@@ -48,11 +63,7 @@ def make_view_batch(
         base = torch.unique(lab, return_inverse=True)[1]
     else:
         base = torch.arange(n, device=x.device)
-    rows = x.transpose(0, 1).reshape(v * n, -1)
-    if rows.dtype in (torch.float16, torch.bfloat16):
-        # Half-precision logits at small temperatures are too coarse (one bf16 step is 0.5 at 100):
-        # the loss works in float32 from here; autograd casts the gradient back.
-        rows = rows.float()
+    rows = upcast_half(x.transpose(0, 1).reshape(v * n, -1))
     if normalize:
         rows = F.normalize(rows, dim=1)
     return ViewBatch(rows=rows, groups=base.repeat(v), n=n, v=v)

@@ -18,13 +18,27 @@ dense computation up to float32 rounding.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
-__all__ = ["GroupMode", "auto_chunk_size", "masked_logsumexp"]
+from contrastkit._validation import check_chunk_size
+
+__all__ = [
+    "GroupMode",
+    "auto_chunk_size",
+    "auto_square_chunk",
+    "checkpointed_row_blocks",
+    "masked_logsumexp",
+    "masked_softmax_stats",
+    "row_blocks",
+    "self_logsumexp",
+    "two_sided_logsumexp",
+]
 
 GroupMode = Literal["exclude", "only"]
 
@@ -171,13 +185,107 @@ def masked_logsumexp(
         )
     if group_mode is not None and (anchor_groups is None or candidate_groups is None):
         raise ValueError(f"group_mode={group_mode!r} needs both anchor_groups and candidate_groups")
-    if chunk_size is None:
-        chunk_size = auto_chunk_size(anchors.shape[0], candidates.shape[0], anchors.device)
-    elif chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    chunk = check_chunk_size(chunk_size) or auto_chunk_size(
+        anchors.shape[0], candidates.shape[0], anchors.device
+    )
     mask = _Mask(self_index, anchor_groups, candidate_groups, group_mode)
-    out: Tensor = _BlockwiseLogSumExp.apply(anchors, candidates, mask, int(chunk_size))
+    out: Tensor = _BlockwiseLogSumExp.apply(anchors, candidates, mask, chunk)
     return out
+
+
+@torch.no_grad()
+def masked_softmax_stats(
+    anchors: Tensor,
+    candidates: Tensor,
+    inv_temperature: Tensor,
+    lse: Tensor,
+    *,
+    self_index: Tensor | None = None,
+    anchor_groups: Tensor | None = None,
+    candidate_groups: Tensor | None = None,
+    group_mode: GroupMode | None = None,
+    chunk_size: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Softmax-weighted mean similarity and largest similarity of each anchor, blockwise, no autograd.
+
+    With the logits ``l_ik = beta_i s_ik`` of :func:`masked_logsumexp` (``anchors`` already scaled by
+    ``beta_i = inv_temperature[i]``, the same masking arguments) and their log-partition ``lse``, the
+    softmax weights are ``p_ik = exp(l_ik - lse_i)``; this returns ``sum_k p_ik s_ik`` and
+    ``max_k s_ik`` over the unmasked candidates (``s_ik = l_ik / beta_i``). Peak memory is one
+    ``chunk x n_candidates`` block (SogCLR / iSogCLR need these for their surrogate and temperature
+    update).
+
+    Returns:
+        ``(mean (n_a,), max (n_a,))`` in the dtype of ``lse``.
+    """
+    n = anchors.shape[0]
+    chunk = check_chunk_size(chunk_size) or auto_chunk_size(n, candidates.shape[0])
+    mask = _Mask(self_index, anchor_groups, candidate_groups, group_mode)
+    mean = torch.empty(n, dtype=lse.dtype, device=anchors.device)
+    top = torch.empty(n, dtype=lse.dtype, device=anchors.device)
+    for start, stop in row_blocks(n, chunk):
+        logits = mask.block_logits(anchors, candidates, start, stop).to(lse.dtype)
+        keep = torch.isfinite(logits)
+        sims = torch.where(
+            keep, logits / inv_temperature[start:stop, None], torch.zeros_like(logits)
+        )
+        probs = torch.exp(logits - lse[start:stop, None])
+        mean[start:stop] = (probs * sims).sum(dim=1)
+        top[start:stop] = torch.where(keep, sims, torch.full_like(sims, float("-inf"))).amax(dim=1)
+    return mean, top
+
+
+def row_blocks(n: int, chunk_size: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: consecutive blocks of ``chunk_size`` rows covering ``range(n)``."""
+    return [(i0, min(i0 + chunk_size, n)) for i0 in range(0, n, chunk_size)]
+
+
+def checkpointed_row_blocks(
+    block: Callable[..., Tensor],
+    n: int,
+    chunk_size: int,
+    *args: Any,
+    blocks: Sequence[tuple[int, int]] | None = None,
+) -> Tensor:
+    """``torch.cat([block(start, stop, *args) for (start, stop) in row_blocks(n, chunk_size)])``.
+
+    For the blockwise computations that are not a log-sum-exp (focal SupCon, CACR's repulsion,
+    SupReMix's weighted denominators, SCGC's target-weighted numerators): ``block`` computes the
+    results of rows ``start:stop`` (typically from a ``chunk x n`` similarity block). When there is
+    more than one block, autograd is recording and a tensor in ``args`` requires grad, each block runs
+    under activation checkpointing (``torch.utils.checkpoint``, non-reentrant): its intermediates are
+    dropped after the forward pass and recomputed in the backward pass, so peak memory grows with one
+    block, not with all of them. Otherwise the blocks run plainly (one block is at most the
+    ``chunk x n`` that the bound allows). Values and gradients are the same either way.
+
+    Args:
+        block: ``block(start, stop, *args) -> Tensor`` of leading size ``stop - start``; pass the
+            tensors it reads through ``args``.
+        n: number of rows.
+        chunk_size: rows per block (>= 1).
+        blocks: explicit ``(start, stop)`` ranges instead of ``row_blocks(n, chunk_size)`` (e.g. the
+            stored entries of a sparse matrix, cut at row boundaries).
+
+    Returns:
+        The block results concatenated along dim 0 (an empty list of blocks, ``n = 0``, is an error
+        of the caller).
+    """
+    if blocks is None:
+        blocks = row_blocks(n, chunk_size)
+    recompute = (
+        len(blocks) > 1
+        and torch.is_grad_enabled()
+        and any(isinstance(a, Tensor) and a.requires_grad for a in args)
+    )
+    parts = []
+    for start, stop in blocks:
+        if recompute:
+            out = checkpoint(block, start, stop, *args, use_reentrant=False)
+            assert isinstance(out, Tensor)
+        else:
+            out = block(start, stop, *args)
+        parts.append(out)
+    return torch.cat(parts)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -337,12 +445,9 @@ def self_logsumexp(
         beta = inv_temperature.to(device=rows.device, dtype=acc_dtype).expand(n).contiguous()
     else:
         beta = torch.full((n,), float(inv_temperature), dtype=acc_dtype, device=rows.device)
-    if chunk_size is None:
-        chunk_size = auto_square_chunk(n, rows.device)
-    elif chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
+    chunk = check_chunk_size(chunk_size) or auto_square_chunk(n, rows.device)
     mask = _SymmetricMask(exclude_self, groups if group_mode is not None else None, group_mode)
-    out: Tensor = _SymmetricLogSumExp.apply(rows, beta, mask, int(chunk_size))
+    out: Tensor = _SymmetricLogSumExp.apply(rows, beta, mask, chunk)
     return out
 
 
@@ -351,10 +456,6 @@ def self_logsumexp(
 # as in CLIP's two cross-entropies. One product per block in the forward pass; in the backward pass the
 # recomputed block gives M = g_row * P_row + g_col * P_col and the two products M B and M^T A.
 # --------------------------------------------------------------------------------------------------
-
-
-def _row_blocks(n: int, chunk: int) -> list[tuple[int, int]]:
-    return [(i0, min(i0 + chunk, n)) for i0 in range(0, n, chunk)]
 
 
 class _TwoSidedLogSumExp(torch.autograd.Function):
@@ -366,7 +467,7 @@ class _TwoSidedLogSumExp(torch.autograd.Function):
         row_lse = torch.empty(a.shape[0], dtype=acc_dtype, device=a.device)
         col_max = torch.full((b.shape[0],), float("-inf"), dtype=acc_dtype, device=a.device)
         col_acc = torch.zeros(b.shape[0], dtype=acc_dtype, device=a.device)
-        for i0, i1 in _row_blocks(a.shape[0], chunk):
+        for i0, i1 in row_blocks(a.shape[0], chunk):
             block = (a[i0:i1] @ b.T).to(acc_dtype)
             row_lse[i0:i1] = torch.logsumexp(block, dim=1)
             _online_update(col_max, col_acc, block, 0)
@@ -385,7 +486,7 @@ class _TwoSidedLogSumExp(torch.autograd.Function):
         g_col = torch.zeros_like(col_lse) if grad_col is None else grad_col.to(acc_dtype)
         grad_a = torch.empty(a.shape, dtype=acc_dtype, device=a.device)
         grad_b = torch.zeros(b.shape, dtype=acc_dtype, device=b.device)
-        for i0, i1 in _row_blocks(a.shape[0], ctx.chunk):
+        for i0, i1 in row_blocks(a.shape[0], ctx.chunk):
             block = (a[i0:i1] @ b.T).to(acc_dtype)
             m = (block - row_lse[i0:i1, None]).exp_().mul_(g_row[i0:i1, None])
             m.add_(block.sub_(col_lse[None, :]).exp_().mul_(g_col[None, :]))
@@ -412,9 +513,6 @@ def two_sided_logsumexp(
         raise ValueError(
             f"a and b must be (n_a, D) and (n_b, D) with the same D; got {tuple(a.shape)} and {tuple(b.shape)}"
         )
-    if chunk_size is None:
-        chunk_size = auto_chunk_size(a.shape[0], b.shape[0], a.device)
-    elif chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
-    row, col = _TwoSidedLogSumExp.apply(a, b.to(a.dtype), int(chunk_size))
+    chunk = check_chunk_size(chunk_size) or auto_chunk_size(a.shape[0], b.shape[0], a.device)
+    row, col = _TwoSidedLogSumExp.apply(a, b.to(a.dtype), chunk)
     return row, col

@@ -1,19 +1,22 @@
-r"""CACR: contrastive attraction and contrastive repulsion (METHODS.md section 3.1)."""
+r"""CACR: contrastive attraction and contrastive repulsion (``docs/methods.md``, section 3.1)."""
 
 from __future__ import annotations
 
 from itertools import combinations
-from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
-from contrastkit._validation import check_positive, check_probability, check_reduction, check_views
-from contrastkit.losses._common import reduce_terms
-from contrastkit.losses._engine import auto_chunk_size
-from contrastkit.losses.infonce import check_chunk_size
+from contrastkit._validation import (
+    check_chunk_size,
+    check_positive,
+    check_probability,
+    check_reduction,
+    check_views,
+)
+from contrastkit.losses._common import reduce_terms, upcast_half
+from contrastkit.losses._engine import auto_chunk_size, checkpointed_row_blocks
 
 __all__ = ["CACR"]
 
@@ -80,6 +83,16 @@ class CACR(nn.Module):
 
     Shape:
         views ``(N, K, D)`` with ``N >= 2`` and ``K >= 2``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import CACR
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 3, 16, requires_grad=True)  # K = 3 views
+        >>> loss = CACR()(views)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
+        >>> loss.backward()
     """
 
     def __init__(
@@ -120,8 +133,9 @@ class CACR(nn.Module):
         pi = torch.softmax(logits.detach() if self.detach_weights else logits, dim=2)
         return (pi * (self.alpha * dist)).sum(dim=2).mean(dim=1)
 
-    def _repulsion_block(self, zx: Tensor, zy: Tensor, start: int) -> Tensor:
-        """Repulsion terms of anchors ``start : start + len(zx)`` of view x against view y."""
+    def _repulsion_block(self, start: int, stop: int, zx: Tensor, zy: Tensor) -> Tensor:
+        """Repulsion terms of anchors ``start:stop`` of view x against view y."""
+        zx = zx[start:stop]
         dist = _squared_distances(zx, zy)
         rows = torch.arange(zx.shape[0], device=zx.device)
         own = torch.zeros_like(dist, dtype=torch.bool)
@@ -138,17 +152,7 @@ class CACR(nn.Module):
     def _repulsion(self, zx: Tensor, zy: Tensor) -> Tensor:
         n = zx.shape[0]
         chunk = self.chunk_size or auto_chunk_size(n, n)
-        if chunk >= n:
-            return self._repulsion_block(zx, zy, 0)
-        parts = []
-        for start in range(0, n, chunk):
-            block = zx[start : start + chunk]
-            if torch.is_grad_enabled() and (zx.requires_grad or zy.requires_grad):
-                out = checkpoint(self._repulsion_block, block, zy, start, use_reentrant=False)
-                parts.append(cast(Tensor, out))
-            else:
-                parts.append(self._repulsion_block(block, zy, start))
-        return torch.cat(parts)
+        return checkpointed_row_blocks(self._repulsion_block, n, chunk, zx, zy)
 
     def forward(self, views: Tensor) -> Tensor:
         z = check_views(views, min_views=2)
@@ -157,8 +161,7 @@ class CACR(nn.Module):
             raise ValueError(
                 f"CACR needs N >= 2 instances (the repulsion's negatives), got N = {n}"
             )
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()
+        z = upcast_half(z)
         if self.normalize:
             z = F.normalize(z, dim=-1)
         attraction = self._attraction(z)

@@ -9,14 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit._validation import (
+    check_chunk_size,
     check_embeddings,
     check_positive,
     check_probability,
     check_reduction,
 )
-from contrastkit.losses._common import reduce_terms
+from contrastkit.losses._common import reduce_terms, upcast_half
 from contrastkit.losses._engine import masked_logsumexp, two_sided_logsumexp
-from contrastkit.losses.infonce import check_chunk_size
 
 __all__ = ["CLIPLoss", "cross_entropy_terms", "symmetric_cross_entropy_terms"]
 
@@ -83,6 +83,16 @@ class CLIPLoss(nn.Module):
 
     Shape:
         image ``(N, D)``, text ``(N, D)``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import CLIPLoss
+        >>> _ = torch.manual_seed(0)
+        >>> image, text = torch.randn(8, 16, requires_grad=True), torch.randn(8, 16)
+        >>> loss = CLIPLoss()(image, text)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
+        >>> loss.backward()
     """
 
     def __init__(
@@ -96,7 +106,7 @@ class CLIPLoss(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        check_positive(init_temperature, "init_temperature")
+        init_t = check_positive(init_temperature, "init_temperature")
         self.max_logit_scale = check_positive(max_logit_scale, "max_logit_scale")
         if self.max_logit_scale < 1:
             raise ValueError(f"max_logit_scale must be >= 1, got {max_logit_scale!r}")
@@ -105,7 +115,7 @@ class CLIPLoss(nn.Module):
             raise ValueError(f"label_smoothing must be < 1, got {label_smoothing!r}")
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
-        theta = torch.tensor(math.log(1.0 / init_temperature))
+        theta = torch.tensor(math.log(1.0 / init_t))
         if learnable:
             self.logit_scale = nn.Parameter(theta)
         else:
@@ -124,8 +134,7 @@ class CLIPLoss(nn.Module):
             raise ValueError(
                 f"image and text must hold the same number of pairs; got {img.shape[0]} and {txt.shape[0]}"
             )
-        if img.dtype in (torch.float16, torch.bfloat16):
-            img, txt = img.float(), txt.float()
+        img = upcast_half(img)
         img, txt = F.normalize(img, dim=1), F.normalize(txt.to(img.dtype), dim=1)
         sigma = self.scale().to(img.dtype)
         ce_img, ce_txt = symmetric_cross_entropy_terms(
@@ -182,8 +191,9 @@ class CLIPRocketLoss(nn.Module):
     :class:`CLIPLoss`. Without ``image_aug`` this is :class:`CLIPLoss`.
 
     Paper: Fini et al., "Improved baselines for vision-language pre-training" (2023),
-    facebookresearch/clip-rocket (METHODS.md 2.4): ``local_label_smoothing=0.1`` on the augmented
-    terms, a separate logit scale for them, both initialised at temperature 0.07 as CLIP.
+    facebookresearch/clip-rocket (``docs/methods.md``, section 2.4): ``local_label_smoothing=0.1``
+    on the augmented terms, a separate logit scale for them, both initialised at temperature 0.07
+    as CLIP.
 
     Args:
         init_temperature: initial ``1 / sigma`` of the global terms (> 0).
@@ -199,6 +209,16 @@ class CLIPRocketLoss(nn.Module):
     Shape:
         image ``(N, D)``, text ``(N, D)``, image_aug ``(N, A, D)`` (optional), text_aug ``(N, D)``
         (one augmented caption for every view) or ``(N, A, D)`` (optional; default: ``text``).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import CLIPRocketLoss
+        >>> _ = torch.manual_seed(0)
+        >>> image, text = torch.randn(8, 16), torch.randn(8, 16)
+        >>> image_aug = torch.randn(8, 2, 16)  # two augmented ("local") views per image
+        >>> loss = CLIPRocketLoss()(image, text, image_aug)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     logit_scale: Tensor
@@ -218,25 +238,26 @@ class CLIPRocketLoss(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        check_positive(init_temperature, "init_temperature")
-        check_positive(local_init_temperature, "local_init_temperature")
+        init_t = check_positive(init_temperature, "init_temperature")
+        local_init_t = check_positive(local_init_temperature, "local_init_temperature")
         self.max_logit_scale = check_positive(max_logit_scale, "max_logit_scale")
         if self.max_logit_scale < 1:
             raise ValueError(f"max_logit_scale must be >= 1, got {max_logit_scale!r}")
+        smoothing = []
         for name, value in (
             ("label_smoothing", label_smoothing),
             ("local_label_smoothing", local_label_smoothing),
         ):
-            if check_probability(value, name) >= 1:
+            smoothing.append(check_probability(value, name))
+            if smoothing[-1] >= 1:
                 raise ValueError(f"{name} must be < 1, got {value!r}")
-        self.label_smoothing = float(label_smoothing)
-        self.local_label_smoothing = float(local_label_smoothing)
+        self.label_smoothing, self.local_label_smoothing = smoothing
         if combine not in ("avg", "sum"):
             raise ValueError(f"combine must be one of 'avg', 'sum'; got {combine!r}")
         self.combine = combine
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
-        thetas = (math.log(1.0 / init_temperature), math.log(1.0 / local_init_temperature))
+        thetas = (math.log(1.0 / init_t), math.log(1.0 / local_init_t))
         for name, theta in zip(("logit_scale", "local_logit_scale"), thetas, strict=True):
             if learnable:
                 setattr(self, name, nn.Parameter(torch.tensor(theta)))
@@ -264,8 +285,9 @@ class CLIPRocketLoss(nn.Module):
             raise ValueError(
                 f"image and text must hold the same number of pairs; got {n} and {txt.shape[0]}"
             )
-        work = torch.float32 if img.dtype in (torch.float16, torch.bfloat16) else img.dtype
-        img, txt = F.normalize(img.to(work), dim=1), F.normalize(txt.to(work), dim=1)
+        img = upcast_half(img)
+        work = img.dtype
+        img, txt = F.normalize(img, dim=1), F.normalize(txt.to(work), dim=1)
         sigma, sigma_l = (s.to(work) for s in self.scales())
         eps = self.label_smoothing
         img_terms = cross_entropy_terms(sigma * img, txt, eps, self.chunk_size)
@@ -323,7 +345,8 @@ class MILNCE(nn.Module):
 
     Paper: Miech et al., "End-to-End Learning of Visual Representations from Uncurated Instructional
     Videos" (2020); used for video-text by VATT (Akbari et al., 2021) with ``tau = 0.07``
-    [recall, METHODS.md 2.4]. The symmetric negative set follows Miech et al. [recall].
+    [recall, ``docs/methods.md``, section 2.4]. The symmetric negative set follows Miech et al.
+    [recall].
 
     Args:
         temperature: divides the similarities (> 0).
@@ -335,6 +358,15 @@ class MILNCE(nn.Module):
     Shape:
         video ``(B, D)``, text ``(B, P, D)``, mask ``(B, P)`` bool (optional; at least one valid
         candidate per video).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import MILNCE
+        >>> _ = torch.manual_seed(0)
+        >>> video, texts = torch.randn(8, 16), torch.randn(8, 3, 16)  # three candidate texts per video
+        >>> loss = MILNCE()(video, texts)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -370,8 +402,9 @@ class MILNCE(nn.Module):
             raise ValueError(
                 "every video needs at least one valid candidate text (a row of mask is all False)"
             )
-        work = torch.float32 if vid.dtype in (torch.float16, torch.bfloat16) else vid.dtype
-        v, t = vid.to(work), txt.to(work)
+        v = upcast_half(vid)
+        work = v.dtype
+        t = txt.to(work)
         if self.normalize:
             v, t = F.normalize(v, dim=1), F.normalize(t, dim=-1)
         inv_t = 1.0 / self.temperature

@@ -5,10 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from contrastkit._validation import check_positive, check_reduction
+from contrastkit._validation import check_chunk_size, check_positive, check_reduction
 from contrastkit.losses._common import group_positive_mean, make_view_batch, reduce_terms
 from contrastkit.losses._engine import self_logsumexp
-from contrastkit.losses.infonce import check_chunk_size
 
 __all__ = ["DCL", "DCLW", "von_mises_fisher_weights"]
 
@@ -44,6 +43,16 @@ class DCL(nn.Module):
 
     Shape:
         views ``(N, V, D)`` with V >= 2 (V >= 1 with labels); labels ``(N,)`` optional.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import DCL
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 2, 16, requires_grad=True)
+        >>> loss = DCL(temperature=0.1)(views)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
+        >>> loss.backward()
     """
 
     def __init__(
@@ -71,12 +80,8 @@ class DCL(nn.Module):
 
     def forward(self, views: Tensor, labels: Tensor | None = None) -> Tensor:
         batch = make_view_batch(views, labels)
-        lse_neg = self._negative_lse(batch.rows, batch.groups)
-        rows = (
-            batch.rows.float()
-            if batch.rows.dtype in (torch.float16, torch.bfloat16)
-            else batch.rows
-        )
+        rows = batch.rows
+        lse_neg = self._negative_lse(rows, batch.groups)
         pos_mean, counts = group_positive_mean(rows / self.temperature, rows, batch.groups)
         terms = torch.where(counts > 0, lse_neg - pos_mean, torch.zeros_like(lse_neg))
         return reduce_terms(batch.per_anchor(terms), self.reduction)
@@ -101,6 +106,15 @@ class DCLW(DCL):
 
     Shape:
         views ``(N, V, D)`` with V >= 2; positives are views of the same instance (no labels).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import DCLW
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 2, 16)
+        >>> loss = DCLW(temperature=0.1, sigma=0.5)(views)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -125,8 +139,6 @@ class DCLW(DCL):
         batch = make_view_batch(views)
         lse_neg = self._negative_lse(batch.rows, batch.groups)
         z = batch.rows.reshape(batch.v, batch.n, -1)
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()
         pos = torch.einsum("vnd,wnd->vwn", z, z)  # (V, V, N) positive similarities
         w = von_mises_fisher_weights(pos.detach() if self.detach_weights else pos, self.sigma)
         off_diag = ~torch.eye(batch.v, dtype=torch.bool, device=z.device)

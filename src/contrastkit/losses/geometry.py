@@ -1,6 +1,7 @@
 r"""Geometric objectives: alignment, uniformity, KoLeo and SepCLR's kernel joint-entropy term.
 
-METHODS.md sections 2.8 (alignment, uniformity) and 3.10 (KoLeo, SepCLR). These are the *loss*
+``docs/methods.md``, sections 2.8 (alignment, uniformity) and 3.10 (KoLeo, SepCLR). These are the
+*loss*
 versions (differentiable, torch modules); the analysis metrics of the evaluation package report the
 same quantities as floats.
 """
@@ -15,15 +16,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit._validation import (
+    check_chunk_size,
     check_embeddings,
     check_positive,
     check_reduction,
     check_tensor,
     check_views,
 )
-from contrastkit.losses._common import reduce_terms
+from contrastkit.losses._common import reduce_terms, upcast_half
 from contrastkit.losses._engine import auto_chunk_size, masked_logsumexp, self_logsumexp
-from contrastkit.losses.infonce import check_chunk_size
 
 __all__ = [
     "AlignUniform",
@@ -33,10 +34,6 @@ __all__ = [
     "Uniformity",
     "log_mean_gaussian_kernel",
 ]
-
-
-def _float(x: Tensor) -> Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def log_mean_gaussian_kernel(
@@ -101,6 +98,16 @@ class Alignment(nn.Module):
 
     Shape:
         views ``(N, V, D)`` with ``V >= 2``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import Alignment
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 2, 16)
+        >>> Alignment()(views).shape
+        torch.Size([])
+        >>> float(Alignment()(views[:, :1].repeat(1, 2, 1)))  # identical views are aligned
+        0.0
     """
 
     def __init__(
@@ -112,7 +119,7 @@ class Alignment(nn.Module):
         self.reduction = check_reduction(reduction)
 
     def forward(self, views: Tensor) -> Tensor:
-        z = _float(check_views(views, min_views=2))
+        z = upcast_half(check_views(views, min_views=2))
         if self.normalize:
             z = F.normalize(z, dim=-1)
         return reduce_terms(_pair_alignment(z, self.alpha), self.reduction)
@@ -143,6 +150,14 @@ class Uniformity(nn.Module):
 
     Shape:
         views ``(N, V, D)`` (any ``V >= 1``) or embeddings ``(N, D)``; ``N >= 2``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import Uniformity
+        >>> _ = torch.manual_seed(0)
+        >>> loss = Uniformity(t=2.0)(torch.randn(8, 2, 16))
+        >>> loss.shape, bool(loss < 0)  # log of a mean of exp(-t d^2) <= 1
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -162,7 +177,7 @@ class Uniformity(nn.Module):
     def per_view(self, views: Tensor) -> Tensor:
         """The ``(V,)`` uniformity of each view."""
         x = check_tensor(views, "views")
-        z = _float(
+        z = upcast_half(
             check_views(x, min_views=1)
             if x.dim() == 3
             else check_embeddings(x, "embeddings")[:, None]
@@ -208,6 +223,14 @@ class AlignUniform(nn.Module):
 
     Shape:
         views ``(N, V, D)`` with ``V >= 2`` and ``N >= 2``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import AlignUniform
+        >>> _ = torch.manual_seed(0)
+        >>> loss = AlignUniform(uniformity_weight=1.0)(torch.randn(8, 2, 16))
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -265,8 +288,9 @@ class KoLeo(nn.Module):
     ``(N, V, D)`` the estimator is applied within each view (neighbours from the same view).
 
     Paper: Sablayrolles et al., "Spreading vectors for similarity search" (ICLR 2019); used as a
-    regulariser next to InfoNCE in the wearable-biosignal foundation models (METHODS.md 3.10, weight
-    unverified). ``eps = 1e-8`` keeps duplicates finite (the value DINOv2's KoLeo loss uses).
+    regulariser next to InfoNCE in the wearable-biosignal foundation models (``docs/methods.md``,
+    section 3.10; weight unverified). ``eps = 1e-8`` keeps duplicates finite (the value DINOv2's
+    KoLeo loss uses).
 
     Args:
         eps: added to the distance inside the log (> 0).
@@ -276,6 +300,13 @@ class KoLeo(nn.Module):
 
     Shape:
         embeddings ``(N, D)`` or views ``(N, V, D)``; ``N >= 2``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import KoLeo
+        >>> _ = torch.manual_seed(0)
+        >>> KoLeo()(torch.randn(8, 16)).shape, KoLeo(reduction="none")(torch.randn(8, 2, 16)).shape
+        (torch.Size([]), torch.Size([8, 2]))
     """
 
     def __init__(
@@ -300,7 +331,7 @@ class KoLeo(nn.Module):
     def forward(self, embeddings: Tensor) -> Tensor:
         x = check_tensor(embeddings, "embeddings")
         is_views = x.dim() == 3
-        z = _float(
+        z = upcast_half(
             check_views(x, min_views=1) if is_views else check_embeddings(x, "embeddings")[:, None]
         )
         if z.shape[0] < 2:
@@ -344,6 +375,16 @@ class JointEntropy(nn.Module):
 
     Shape:
         common ``(n, D_c)``, salient ``(n, D_s)``; ``n >= 1`` (``>= 2`` without self).
+
+    Example:
+        >>> import torch
+        >>> import torch.nn.functional as F
+        >>> from contrastkit.losses import JointEntropy
+        >>> _ = torch.manual_seed(0)
+        >>> common, salient = F.normalize(torch.randn(8, 4), dim=1), torch.randn(8, 3)
+        >>> loss = JointEntropy(tau=0.5)(common, salient)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -361,8 +402,8 @@ class JointEntropy(nn.Module):
         self.chunk_size = check_chunk_size(chunk_size)
 
     def forward(self, common: Tensor, salient: Tensor) -> Tensor:
-        c = _float(check_embeddings(common, "common"))
-        s = _float(check_embeddings(salient, "salient"))
+        c = upcast_half(check_embeddings(common, "common"))
+        s = upcast_half(check_embeddings(salient, "salient"))
         if c.shape[0] != s.shape[0]:
             raise ValueError(
                 f"common and salient must hold the same samples; got {c.shape[0]} and {s.shape[0]}"

@@ -11,7 +11,8 @@ and positive similarity ``s_i^+``, the robust global contrastive objective (RGCL
 (SogCLR: one fixed ``tau`` and no ``rho`` term). The dataset expectation is tracked by a per-sample
 moving average ``u_i`` indexed by the dataset index, so every batch must come with the ``index`` of
 its instances and the loss keeps ``num_samples`` entries of state in registered buffers
-(checkpointed with ``state_dict``). METHODS.md section 2.7 is the specification implemented here.
+(checkpointed with ``state_dict``). ``docs/methods.md``, section 2.7, is the specification implemented
+here.
 
 Papers: Yuan et al., "Provable Stochastic Optimization for Global Contrastive Learning: Small Batch
 Does Not Harm Performance" (ICML 2022) for SogCLR; Qiu et al., "Not All Semantics are Created Equal:
@@ -41,15 +42,16 @@ from torch import Tensor, nn
 
 from contrastkit._validation import (
     check_choice,
+    check_chunk_size,
     check_embeddings,
+    check_int,
     check_positive,
     check_probability,
     check_reduction,
     check_tensor,
 )
-from contrastkit.losses._common import make_view_batch, reduce_terms
-from contrastkit.losses._engine import _Mask, auto_chunk_size, masked_logsumexp, self_logsumexp
-from contrastkit.losses.infonce import check_chunk_size
+from contrastkit.losses._common import make_view_batch, reduce_terms, upcast_half
+from contrastkit.losses._engine import masked_logsumexp, masked_softmax_stats, self_logsumexp
 
 __all__ = ["ISogCLR", "ISogCLRBimodal", "SogCLR", "SogCLRBimodal", "check_dataset_index"]
 
@@ -87,52 +89,8 @@ def check_dataset_index(index: object, n: int, num_samples: int, *, owner: str =
     return t.long()
 
 
-def _check_num_samples(num_samples: int) -> int:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(
-            f"num_samples must be a positive integer (the dataset size), got {num_samples!r}"
-        )
-    return num_samples
-
-
-def _check_epochs(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
 def _acc_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
-
-
-@torch.no_grad()
-def _softmax_stats(
-    anchors: Tensor,
-    candidates: Tensor,
-    beta: Tensor,
-    lse: Tensor,
-    mask: _Mask,
-    chunk_size: int | None,
-) -> tuple[Tensor, Tensor]:
-    """Per anchor, ``E_p[s_i] = sum_k p_ik s_ik`` and ``max_k s_ik`` over the unmasked candidates.
-
-    ``anchors`` are already scaled by ``beta`` (so a block of logits is ``beta_i s_ik``), ``lse`` is
-    the engine's log-partition of the same logits, ``p_ik = exp(beta_i s_ik - lse_i)``. No autograd;
-    peak memory is one ``chunk x n_candidates`` block.
-    """
-    n = anchors.shape[0]
-    chunk = chunk_size or auto_chunk_size(n, candidates.shape[0])
-    mean = torch.empty(n, dtype=lse.dtype, device=anchors.device)
-    top = torch.empty(n, dtype=lse.dtype, device=anchors.device)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        logits = mask.block_logits(anchors, candidates, start, stop).to(lse.dtype)
-        keep = torch.isfinite(logits)
-        sims = torch.where(keep, logits / beta[start:stop, None], torch.zeros_like(logits))
-        probs = torch.exp(logits - lse[start:stop, None])
-        mean[start:stop] = (probs * sims).sum(dim=1)
-        top[start:stop] = torch.where(keep, sims, torch.full_like(sims, float("-inf"))).amax(dim=1)
-    return mean, top
 
 
 class _GlobalContrastive(nn.Module):
@@ -154,14 +112,14 @@ class _GlobalContrastive(nn.Module):
         chunk_size: int | None,
     ) -> None:
         super().__init__()
-        self.num_samples = _check_num_samples(num_samples)
+        self.num_samples = check_int(num_samples, "num_samples", minimum=1)
         self.gamma = check_probability(gamma, "gamma")
         if self.gamma == 0.0:
             raise ValueError(
                 "gamma must lie in (0, 1]: with gamma = 0 the moving averages never move"
             )
         self.gamma_schedule = check_choice(gamma_schedule, "gamma_schedule", GAMMA_SCHEDULES)
-        self.gamma_decay_epochs = _check_epochs(gamma_decay_epochs, "gamma_decay_epochs")
+        self.gamma_decay_epochs = check_int(gamma_decay_epochs, "gamma_decay_epochs", minimum=1)
         self.eps = check_positive(eps, "eps")
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
@@ -176,9 +134,7 @@ class _GlobalContrastive(nn.Module):
         Call it once per epoch, before the first batch. The epoch is a buffer, so it is
         checkpointed.
         """
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
-        self.schedule_epoch.fill_(epoch)
+        self.schedule_epoch.fill_(check_int(epoch, "epoch", minimum=0))
 
     def adjust_gamma(self, epoch: int) -> None:
         """Alias of :meth:`set_epoch` under LibAUC's name."""
@@ -239,13 +195,33 @@ class _GlobalContrastive(nn.Module):
         self.tau_min, self.tau_max = _check_tau_bounds(self.temperature, tau_min, tau_max)
         self.grad_tau_clip = _check_clip(grad_tau_clip)
 
+    @torch.no_grad()
+    def _temperature_step(
+        self, tau_buf: Tensor, momentum_buf: Tensor, index: Tensor, tau: Tensor, grad: Tensor
+    ) -> None:
+        """iSogCLR's temperature update of the samples ``index`` (one place for both variants).
+
+        ``grad`` is the derivative of the objective with respect to their temperatures ``tau``;
+        optionally clipped to ``[-grad_tau_clip, grad_tau_clip]``, it takes one momentum step,
+        ``m <- (1 - beta) m + beta grad``, ``tau <- clip(tau - eta m, tau_min, tau_max)``, written to
+        the state buffers ``momentum_buf`` and ``tau_buf``.
+        """
+        if self.grad_tau_clip is not None:
+            grad = grad.clamp(-self.grad_tau_clip, self.grad_tau_clip)
+        m_old = momentum_buf[index].to(device=grad.device, dtype=grad.dtype)
+        m = (1.0 - self.beta) * m_old + self.beta * grad
+        new_tau = (tau - self.eta * m).clamp(self.tau_min, self.tau_max)
+        momentum_buf[index] = m.to(momentum_buf.dtype).to(momentum_buf.device)
+        tau_buf[index] = new_tau.to(tau_buf.dtype).to(tau_buf.device)
+
 
 class SogCLR(_GlobalContrastive):
     r"""SogCLR: global contrastive loss with per-sample moving averages, one fixed temperature.
 
     For a batch of ``N`` instances with two views (anchors ``a_i`` = view 0, ``b_i`` = view 1),
     anchor ``a_i`` has the ``|S_i| = 2(N-1)`` negatives ``S_i`` = every row of the two views except
-    ``a_i`` and its positive ``b_i`` (``b_i`` symmetric). Per batch (METHODS.md 2.7, steps 1-4):
+    ``a_i`` and its positive ``b_i`` (``b_i`` symmetric). Per batch (``docs/methods.md``, section 2.7,
+    steps 1-4):
 
     .. math::
         g_i = \frac{1}{|S_i|}\sum_{z \in S_i} e^{s(a_i,z)/\tau}, \qquad
@@ -282,6 +258,9 @@ class SogCLR(_GlobalContrastive):
     pass computes the softmax-mean similarity for the surrogate's value. No ``N x N`` matrix is
     stored.
 
+    Paper: Yuan et al., "Provable Stochastic Optimization for Global Contrastive Learning: Small
+    Batch Does Not Harm Performance" (ICML 2022); reference behaviour LibAUC ``GCLoss_v1``.
+
     Defaults (LibAUC ``GCLoss_v1``): ``temperature=0.1``, ``gamma=0.9``, ``eps=1e-8`` (lower clamp
     of ``u``). ``gamma_decay_epochs=10`` is this library's choice (only used by ``"cosine"``).
 
@@ -298,6 +277,18 @@ class SogCLR(_GlobalContrastive):
     Shape:
         views ``(N, 2, D)`` with ``N >= 2``; index ``(N,)`` integer dataset indices, distinct,
         required in training mode.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import SogCLR
+        >>> _ = torch.manual_seed(0)
+        >>> loss_fn = SogCLR(num_samples=100)  # the training-set size
+        >>> views, index = torch.randn(8, 2, 16), torch.arange(8)  # index: dataset indices of the batch
+        >>> loss = loss_fn(views, index)
+        >>> loss.shape, bool(torch.isfinite(loss_fn.objective()))
+        (torch.Size([]), True)
+        >>> loss_fn.u.shape  # per-sample state, saved by state_dict
+        torch.Size([100])
     """
 
     def __init__(
@@ -361,9 +352,15 @@ class SogCLR(_GlobalContrastive):
         )
         lse_d = lse.detach()
         zd = z.detach()
-        mask = _Mask(None, batch.groups, batch.groups, "exclude")
-        mean_s, _ = _softmax_stats(
-            zd * beta.to(zd.dtype)[:, None], zd, beta, lse_d, mask, self.chunk_size
+        mean_s, _ = masked_softmax_stats(
+            zd * beta.to(zd.dtype)[:, None],
+            zd,
+            beta,
+            lse_d,
+            anchor_groups=batch.groups,
+            candidate_groups=batch.groups,
+            group_mode="exclude",
+            chunk_size=self.chunk_size,
         )
         g = torch.exp(lse_d - math.log(2 * (n - 1)))
         if self.training:
@@ -416,7 +413,8 @@ class ISogCLR(SogCLR):
 
     Same loss, surrogate and state as :class:`SogCLR` (read it first), but anchor ``i`` uses its own
     ``tau_i`` (both views), and after each training batch the temperatures take one momentum step on
-    the objective ``tau_i log u_i + tau_i rho`` without autograd (METHODS.md 2.7, step 5):
+    the objective ``tau_i log u_i + tau_i rho`` without autograd (``docs/methods.md``, section 2.7,
+    step 5):
 
     .. math::
         \nabla\tau_i = \log u_i + \rho
@@ -437,6 +435,10 @@ class ISogCLR(SogCLR):
     mode the temperatures are read (``tau[index]`` when ``index`` is given, else the initial
     ``temperature``) and never written.
 
+    Paper: Qiu et al., "Not All Semantics are Created Equal: Contrastive Self-supervised Learning
+    with Automatic Temperature Individualization" (ICML 2023); reference behaviour LibAUC
+    ``GCLoss_v1`` and zhqiu/contrastive-learning-iSogCLR.
+
     Defaults (LibAUC ``GCLoss_v1`` with ``enable_isogclr=True``): ``temperature=0.1`` (initial tau),
     ``gamma=0.9``, ``rho=0.3``, ``eta=0.01``, ``beta=0.9``, ``tau_min=0.05``, ``tau_max=0.7``,
     ``eps=1e-8``. (Official repo, CIFAR-100: rho 0.4, gamma 0.8, beta 0.5, eta 0.03, tau_max 1.0,
@@ -449,6 +451,15 @@ class ISogCLR(SogCLR):
         tau_min, tau_max: bounds of the temperatures.
         grad_tau_clip: clip of the temperature gradient (None: no clipping).
         The other arguments are those of :class:`SogCLR`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import ISogCLR
+        >>> _ = torch.manual_seed(0)
+        >>> loss_fn = ISogCLR(num_samples=100)
+        >>> loss = loss_fn(torch.randn(8, 2, 16), torch.arange(8))
+        >>> loss.shape, bool(((loss_fn.tau >= 0.05) & (loss_fn.tau <= 0.7)).all())
+        (torch.Size([]), True)
     """
 
     tau: Tensor
@@ -506,13 +517,7 @@ class ISogCLR(SogCLR):
         n = tau.shape[0]
         grad_v = torch.log(u_v) + self.rho - w * mean_s / tau.repeat(2)
         grad = 0.5 * (grad_v[:n] + grad_v[n:])
-        if self.grad_tau_clip is not None:
-            grad = grad.clamp(-self.grad_tau_clip, self.grad_tau_clip)
-        m_old = self.tau_momentum[index].to(device=grad.device, dtype=grad.dtype)
-        m = (1.0 - self.beta) * m_old + self.beta * grad
-        new_tau = (tau - self.eta * m).clamp(self.tau_min, self.tau_max)
-        self.tau_momentum[index] = m.to(self.tau_momentum.dtype).to(self.tau_momentum.device)
-        self.tau[index] = new_tau.to(self.tau.dtype).to(self.tau.device)
+        self._temperature_step(self.tau, self.tau_momentum, index, tau, grad)
 
     def extra_repr(self) -> str:
         return (
@@ -555,6 +560,9 @@ class SogCLRBimodal(_GlobalContrastive):
     gamma schedule's ``schedule_epoch``); training mode only, as in :class:`SogCLR` (eval mode uses
     the batch estimate, ``b = max(0, max_k h_ik / tau)``).
 
+    Paper: Yuan et al. (ICML 2022, SogCLR) for the bimodal loss; reference behaviour LibAUC
+    ``GCLoss_v2``.
+
     Defaults (LibAUC ``GCLoss_v2``): ``temperature=0.01``, ``gamma=0.9``, ``eps=1e-20``.
 
     Args:
@@ -564,6 +572,16 @@ class SogCLRBimodal(_GlobalContrastive):
     Shape:
         image ``(N, D)``, text ``(N, D)`` with ``N >= 2``; index ``(N,)`` (required in training
         mode).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import SogCLRBimodal
+        >>> _ = torch.manual_seed(0)
+        >>> loss_fn = SogCLRBimodal(num_samples=100)
+        >>> image, text = torch.randn(8, 16), torch.randn(8, 16)
+        >>> loss = loss_fn(image, text, torch.arange(8))
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -621,9 +639,13 @@ class SogCLRBimodal(_GlobalContrastive):
             scaled, candidates, self_index=self_index, chunk_size=self.chunk_size
         )
         lse_d = lse.detach()
-        mask = _Mask(self_index, None, None, None)
-        mean_s, max_s = _softmax_stats(
-            scaled.detach(), candidates.detach(), beta, lse_d, mask, self.chunk_size
+        mean_s, max_s = masked_softmax_stats(
+            scaled.detach(),
+            candidates.detach(),
+            beta,
+            lse_d,
+            self_index=self_index,
+            chunk_size=self.chunk_size,
         )
         d = diag.detach().to(dtype)
         log_mean = lse_d - d / tau - math.log(n - 1)  # log mean_k exp(h_ik / tau)
@@ -671,9 +693,7 @@ class SogCLRBimodal(_GlobalContrastive):
         if n < 2:
             raise ValueError(f"{type(self).__name__} needs N >= 2 pairs (negatives), got N = {n}")
         idx = self._index(index, n)
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x, t = x.float(), t.float()
-        x, t = F.normalize(x, dim=1), F.normalize(t, dim=1)
+        x, t = F.normalize(upcast_half(x), dim=1), F.normalize(upcast_half(t), dim=1)
         diag = (x * t).sum(dim=1)
         terms_x, obj_x = self._side("image", x, t, diag, idx)
         terms_t, obj_t = self._side("text", t, x, diag, idx)
@@ -697,10 +717,21 @@ class ISogCLRBimodal(SogCLRBimodal):
         \quad m_i \leftarrow (1-\beta) m_i + \beta\nabla\tau_i, \quad
         \tau_i \leftarrow \mathrm{clip}(\tau_i - \eta m_i, \tau_{\min}, \tau_{\max}).
 
+    Paper: Qiu et al. (ICML 2023, iSogCLR); reference behaviour LibAUC ``GCLoss_v2``.
+
     Defaults (LibAUC ``GCLoss_v2``): ``temperature=0.01`` (initial), ``rho=6.0``, ``eta=0.01``,
     ``beta=0.9``, ``tau_min=0.005``, ``tau_max=0.05``, ``gamma=0.9``, ``eps=1e-20``;
     ``grad_tau_clip=None`` (3.0 reproduces the official repository's clip). State buffers add
     ``tau_image``, ``tau_text``, ``tau_momentum_image``, ``tau_momentum_text``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import ISogCLRBimodal
+        >>> _ = torch.manual_seed(0)
+        >>> loss_fn = ISogCLRBimodal(num_samples=100)
+        >>> loss = loss_fn(torch.randn(8, 16), torch.randn(8, 16), torch.arange(8))
+        >>> loss.shape, loss_fn.tau_image.shape
+        (torch.Size([]), torch.Size([100]))
     """
 
     def __init__(
@@ -754,13 +785,7 @@ class ISogCLRBimodal(SogCLRBimodal):
     def _update_tau(self, side: str, index: Tensor, tau: Tensor, grad: Tensor) -> None:
         tau_buf: Tensor = getattr(self, f"tau_{side}")
         m_buf: Tensor = getattr(self, f"tau_momentum_{side}")
-        if self.grad_tau_clip is not None:
-            grad = grad.clamp(-self.grad_tau_clip, self.grad_tau_clip)
-        m_old = m_buf[index].to(device=grad.device, dtype=grad.dtype)
-        m = (1.0 - self.beta) * m_old + self.beta * grad
-        new_tau = (tau - self.eta * m).clamp(self.tau_min, self.tau_max)
-        m_buf[index] = m.to(m_buf.dtype).to(m_buf.device)
-        tau_buf[index] = new_tau.to(tau_buf.dtype).to(tau_buf.device)
+        self._temperature_step(tau_buf, m_buf, index, tau, grad)
 
     def extra_repr(self) -> str:
         return (

@@ -21,18 +21,18 @@ import warnings
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from contrastkit._validation import (
     check_choice,
+    check_chunk_size,
     check_embeddings,
+    check_int,
     check_positive,
     check_reduction,
     check_tensor,
 )
-from contrastkit.losses._common import reduce_terms
-from contrastkit.losses._engine import auto_chunk_size, self_logsumexp
-from contrastkit.losses.infonce import check_chunk_size
+from contrastkit.losses._common import reduce_terms, upcast_half
+from contrastkit.losses._engine import auto_chunk_size, checkpointed_row_blocks, self_logsumexp
 
 __all__ = [
     "DECHead",
@@ -123,8 +123,7 @@ def influence_targets(adj_hat: Tensor, *, order: int, cumulative: bool = False) 
         ``(n, n)`` in the layout of ``adj_hat`` (sparse powers fill in: ``r``-hop neighbourhoods).
     """
     a = _check_square(adj_hat, "adj_hat")
-    if isinstance(order, bool) or not isinstance(order, int) or order < 1:
-        raise ValueError(f"order must be an integer >= 1, got {order!r}")
+    order = check_int(order, "order", minimum=1)
     a = a if a.dtype.is_floating_point else a.to(_float_dtype(a))
     power = a
     total = a
@@ -161,8 +160,7 @@ def knn_graph(
     """
     x = check_embeddings(features, "features")
     n = x.shape[0]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n - 1:
-        raise ValueError(f"k must be an integer in [1, n - 1] = [1, {n - 1}]; got {k!r}")
+    k = check_int(k, "k", minimum=1, maximum=n - 1)  # the node itself is never a neighbour
     check_choice(metric, "metric", ("cosine", "euclidean"))
     chunk = check_chunk_size(chunk_size) or auto_chunk_size(n, n)
     x = x.detach()
@@ -188,20 +186,30 @@ def knn_graph(
 
 
 def _dense_ratio_block(
-    z_block: Tensor, z: Tensor, target_block: Tensor, log_den: Tensor, start: int, tau: float
+    start: int, stop: int, z: Tensor, target: Tensor, log_den: Tensor, tau: float
 ) -> Tensor:
-    sim = z_block @ z.T
-    idx = torch.arange(z_block.shape[0], device=z.device)
+    """``sum_j A_ij exp(tau S_ij - log_den_i)`` for the nodes ``start:stop`` (S_ii set to 0)."""
+    sim = z[start:stop] @ z.T
+    idx = torch.arange(stop - start, device=z.device)
     sim = sim.index_put((idx, idx + start), torch.zeros((), dtype=sim.dtype, device=z.device))
-    return (target_block * torch.exp(tau * sim - log_den[:, None])).sum(dim=1)
+    return (target[start:stop] * torch.exp(tau * sim - log_den[start:stop, None])).sum(dim=1)
 
 
 def _sparse_ratio_block(
-    z: Tensor, rows: Tensor, cols: Tensor, vals: Tensor, log_den: Tensor, tau: float
+    start: int,
+    stop: int,
+    z: Tensor,
+    rows: Tensor,
+    cols: Tensor,
+    vals: Tensor,
+    log_den: Tensor,
+    tau: float,
 ) -> Tensor:
-    sim = (z[rows] * z[cols]).sum(dim=1)
-    sim = torch.where(rows == cols, torch.zeros_like(sim), sim)
-    return vals * torch.exp(tau * sim - log_den[rows])
+    """``A_ij exp(tau S_ij - log_den_i)`` for the stored entries ``start:stop`` of a COO target."""
+    r, c = rows[start:stop], cols[start:stop]
+    sim = (z[r] * z[c]).sum(dim=1)
+    sim = torch.where(r == c, torch.zeros_like(sim), sim)
+    return vals[start:stop] * torch.exp(tau * sim - log_den[r])
 
 
 class NeighbourhoodContrast(nn.Module):
@@ -238,6 +246,19 @@ class NeighbourhoodContrast(nn.Module):
 
     Shape:
         z ``(n, d)``; target ``(n, n)``, non-negative, dense or sparse.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import (
+        ...     NeighbourhoodContrast, influence_targets, knn_graph, normalized_adjacency)
+        >>> _ = torch.manual_seed(0)
+        >>> features = torch.randn(12, 5)
+        >>> adj_hat = normalized_adjacency(knn_graph(features, 3))
+        >>> target = influence_targets(adj_hat, order=2, cumulative=True)  # SCGC*'s IAC target
+        >>> z = torch.randn(12, 8, requires_grad=True)
+        >>> loss = NeighbourhoodContrast(inverse_temperature=0.25)(z, target)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -258,48 +279,38 @@ class NeighbourhoodContrast(nn.Module):
         x = check_embeddings(z, "z")
         n = x.shape[0]
         a = _check_square(target, "target", n)
-        if x.dtype in (torch.float16, torch.bfloat16):
-            x = x.float()
-        zh = F.normalize(x, dim=1)
+        zh = F.normalize(upcast_half(x), dim=1)
         tau = self.inverse_temperature
         lse = self_logsumexp(zh, tau, exclude_self=True, chunk_size=self.chunk_size)
         log_den = torch.logaddexp(lse, torch.zeros_like(lse))  # + e^{tau * 0} of the diagonal
         log_den = log_den.to(zh.dtype)
         chunk = self.chunk_size or auto_chunk_size(n, n)
         if a.is_sparse:
+            # blocks of the stored entries of `chunk` consecutive rows (the COO indices are sorted)
             rows, cols = a.indices()
             vals = a.values().to(zh.dtype)
             bounds = torch.searchsorted(
                 rows, torch.arange(0, n + chunk, chunk, device=rows.device).clamp(max=n)
             ).tolist()
+            blocks = [(b0, b1) for b0, b1 in itertools.pairwise(bounds) if b1 > b0]
             ratio = torch.zeros(n, dtype=zh.dtype, device=zh.device)
-            for b0, b1 in itertools.pairwise(bounds):
-                if b1 == b0:
-                    continue
-                r, c, v = rows[b0:b1], cols[b0:b1], vals[b0:b1]
-                part = checkpoint(
-                    _sparse_ratio_block, zh, r, c, v, log_den, tau, use_reentrant=False
+            if blocks:
+                terms = checkpointed_row_blocks(
+                    _sparse_ratio_block,
+                    rows.shape[0],
+                    chunk,
+                    zh,
+                    rows,
+                    cols,
+                    vals,
+                    log_den,
+                    tau,
+                    blocks=blocks,
                 )
-                assert isinstance(part, Tensor)
-                ratio = ratio.index_add(0, r, part)
+                ratio = ratio.index_add(0, rows[blocks[0][0] : blocks[-1][1]], terms)
         else:
             dense = a.to(zh.dtype)
-            parts = []
-            for s in range(0, n, chunk):
-                e = min(s + chunk, n)
-                part = checkpoint(
-                    _dense_ratio_block,
-                    zh[s:e],
-                    zh,
-                    dense[s:e],
-                    log_den[s:e],
-                    s,
-                    tau,
-                    use_reentrant=False,
-                )
-                assert isinstance(part, Tensor)
-                parts.append(part)
-            ratio = torch.cat(parts)
+            ratio = checkpointed_row_blocks(_dense_ratio_block, n, chunk, zh, dense, log_den, tau)
         terms = -torch.log(ratio + self.eps)
         return reduce_terms(terms, self.reduction)
 
@@ -336,20 +347,29 @@ class DECHead(nn.Module):
         dim: embedding dimension (>= 1).
         v: degrees of freedom of the Student-t kernel (> 0).
         reduction: ``"mean"`` (per-node mean of the KL) | ``"sum"`` | ``"none"`` (``(n,)``).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import DECHead
+        >>> _ = torch.manual_seed(0)
+        >>> head = DECHead(n_clusters=3, dim=8)
+        >>> z = torch.randn(12, 8)
+        >>> q = head.soft_assign(z)
+        >>> q.shape, bool(torch.allclose(q.sum(dim=1), torch.ones(12)))
+        (torch.Size([12, 3]), True)
+        >>> head(z, DECHead.target_distribution(q)).shape
+        torch.Size([])
     """
 
     def __init__(
         self, *, n_clusters: int, dim: int, v: float = 1.0, reduction: str = "mean"
     ) -> None:
         super().__init__()
-        for name, value in (("n_clusters", n_clusters), ("dim", dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.n_clusters = n_clusters
-        self.dim = dim
+        self.n_clusters = check_int(n_clusters, "n_clusters", minimum=1)
+        self.dim = check_int(dim, "dim", minimum=1)
         self.v = check_positive(v, "v")
         self.reduction = check_reduction(reduction)
-        self.centers = nn.Parameter(torch.empty(n_clusters, dim))
+        self.centers = nn.Parameter(torch.empty(self.n_clusters, self.dim))
         nn.init.xavier_normal_(self.centers)
 
     @torch.no_grad()

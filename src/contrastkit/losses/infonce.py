@@ -7,7 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastkit._validation import check_embeddings, check_positive, check_reduction
+from contrastkit._validation import (
+    check_chunk_size,
+    check_embeddings,
+    check_optional_int,
+    check_positive,
+    check_reduction,
+)
 from contrastkit.losses._common import ViewBatch, group_positive_mean, make_view_batch, reduce_terms
 from contrastkit.losses._engine import auto_chunk_size, masked_logsumexp, self_logsumexp
 from contrastkit.losses.weights import check_instance_weights
@@ -15,33 +21,11 @@ from contrastkit.losses.weights import check_instance_weights
 __all__ = [
     "HardInfoNCE",
     "InfoNCE",
-    "check_chunk_size",
     "check_negatives",
     "logaddexp_safe",
     "out_terms",
     "topk_negative_logsumexp",
 ]
-
-
-def check_chunk_size(chunk_size: int | None) -> int | None:
-    """Validate a ``chunk_size`` argument (a positive int, or None for automatic)."""
-    if chunk_size is None:
-        return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    return chunk_size
-
-
-def _check_topk(k: int | None) -> int | None:
-    if k is None:
-        return None
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"topk_negatives must be a positive integer or None, got {k!r}")
-    return k
-
-
-def _float(x: Tensor) -> Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def logaddexp_safe(a: Tensor, b: Tensor) -> Tensor:
@@ -73,8 +57,8 @@ def out_terms(
 
     The denominator runs over every row but the anchor itself (positives included).
     """
-    lse = self_logsumexp(batch.rows, 1.0 / temperature, chunk_size=chunk_size)
-    rows = _float(batch.rows)
+    rows = batch.rows
+    lse = self_logsumexp(rows, 1.0 / temperature, chunk_size=chunk_size)
     pos_mean, counts = group_positive_mean(rows / temperature, rows, batch.groups)
     terms = torch.where(counts > 0, lse - pos_mean, torch.zeros_like(lse))
     return terms, counts
@@ -138,12 +122,14 @@ class InfoNCE(nn.Module):
             \log \frac{\exp(s_{rp}/\tau)}{\sum_{k \neq r} \exp(s_{rk}/\tau)}
 
     The positive stays in the denominator (DCL removes it). The loss is the mean of ``ell_r`` over
-    all anchors (METHODS.md 2.1), which for V > 2 equals the multi-view NT-Xent of Pakoromilas et
+    all anchors (``docs/methods.md``, section 2.1), which for V > 2 equals the multi-view NT-Xent of
+    Koromilas et
     al. Anchors without a positive (a singleton label) contribute 0 and count in the mean.
 
     Extensions, all combinable:
 
-    - ``weights`` (N,) per instance (METHODS.md 2.2, GenView / ISR): each anchor's term is
+    - ``weights`` (N,) per instance (``docs/methods.md``, section 2.2; GenView / ISR): each anchor's
+      term is
       multiplied by the weight of its instance, ``w_i * l_r``; the weights are detached (never
       differentiated). ``"mean"`` is :math:`\frac{1}{VN}\sum_r w_{i(r)} \ell_r`
       (:math:`\frac1N \sum_i w_i \ell_i` per view), so uniform weights of 1 give the unweighted
@@ -165,7 +151,7 @@ class InfoNCE(nn.Module):
       indices are chosen blockwise without gradient, and the selected logits are recomputed with
       autograd from an ``(V*N, K, D)`` gather (memory grows with ``N * K * D``; no N x N matrix).
       With K at least the number of negatives this is the plain loss. The paper's K is not known
-      here (METHODS.md 2.8): there is no default.
+      here (``docs/methods.md``, section 2.8): there is no default.
 
     Paper: Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations"
     (2020); default ``temperature=0.5`` from ScatSimCLR's CIFAR/STL configuration (2021).
@@ -180,6 +166,18 @@ class InfoNCE(nn.Module):
     Shape:
         views ``(N, V, D)``; labels ``(N,)`` integers (optional, then V >= 1); weights ``(N,)``;
         negatives ``(K, D)``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import InfoNCE
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 2, 16, requires_grad=True)  # (N, V, D)
+        >>> loss = InfoNCE(temperature=0.1)(views)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
+        >>> loss.backward()
+        >>> InfoNCE(reduction="none")(views, labels=torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])).shape
+        torch.Size([8, 2])
     """
 
     def __init__(
@@ -194,7 +192,7 @@ class InfoNCE(nn.Module):
         self.temperature = check_positive(temperature, "temperature")
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
-        self.topk_negatives = _check_topk(topk_negatives)
+        self.topk_negatives = check_optional_int(topk_negatives, "topk_negatives", minimum=1)
 
     def forward(
         self,
@@ -219,7 +217,7 @@ class InfoNCE(nn.Module):
     def _extended_terms(self, batch: ViewBatch, queue: Tensor | None) -> Tensor:
         """Per-row terms with queue negatives and/or a top-K denominator."""
         beta = 1.0 / self.temperature
-        rows = _float(batch.rows)
+        rows = batch.rows
         if self.topk_negatives is None:
             assert queue is not None
             lse = logaddexp_safe(
@@ -263,9 +261,18 @@ class HardInfoNCE(InfoNCE):
 
     The hard contrastive loss of Wang & Liu, "Understanding the Behaviour of Contrastive Loss"
     (2021): :class:`InfoNCE` with ``topk_negatives=K`` (see there for the formula). The paper's K is
-    unverified (METHODS.md 2.8); the default ``topk_negatives=10`` is the K that GroCo (Shvetsova et
-    al., "Learning by Sorting: Self-supervised Learning with Group Ordering Constraints", 2023)
-    uses. ``temperature=0.5`` as :class:`InfoNCE`.
+    unverified (``docs/methods.md``, section 2.8); the default ``topk_negatives=10`` is the K that
+    GroCo (Shvetsova et al., "Learning by Sorting: Self-supervised Learning with Group Ordering
+    Constraints", 2023) uses. ``temperature=0.5`` as :class:`InfoNCE`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import HardInfoNCE
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(16, 2, 8)
+        >>> loss = HardInfoNCE(topk_negatives=4)(views)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(

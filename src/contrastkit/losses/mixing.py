@@ -15,22 +15,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastkit._validation import check_embeddings, check_positive, check_reduction, check_tensor
-from contrastkit.losses._common import reduce_terms
+from contrastkit._validation import (
+    check_chunk_size,
+    check_embeddings,
+    check_int,
+    check_positive,
+    check_reduction,
+    check_tensor,
+)
+from contrastkit.losses._common import reduce_terms, upcast_half
 from contrastkit.losses._engine import masked_logsumexp
-from contrastkit.losses.infonce import check_chunk_size
 
 __all__ = ["HardNegativeMixer", "MixedNegatives", "MoCoLoss", "QueueInfoNCE"]
-
-
-def _count(value: int, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _work_dtype(x: Tensor) -> Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 @dataclass(frozen=True)
@@ -75,7 +71,8 @@ class HardNegativeMixer(nn.Module):
     Paper: Kalantidis et al., "Hard Negative Mixing for Contrastive Learning" (NeurIPS 2020),
     notation MoCHi(N, s, s'); ``beta_max = 0.5`` from the paper (the query's share stays below one
     half). The paper's configurations include (1024, 1024, 128), (512, 1024, 512), (256, 512, 0) for
-    MoCo-v2 on ImageNet. The warm-up before mixing starts is **[UNVERIFIED]** (METHODS.md 3.2) and
+    MoCo-v2 on ImageNet. The warm-up before mixing starts is **[UNVERIFIED]** (``docs/methods.md``,
+    section 3.2) and
     left to the caller: call the mixer only from the step you choose.
 
     Args:
@@ -87,6 +84,17 @@ class HardNegativeMixer(nn.Module):
 
     Shape:
         query ``(B, D)``, negatives ``(K, D)`` -> ``(B, s + s', D)``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import HardNegativeMixer, MoCoLoss
+        >>> _ = torch.manual_seed(0)
+        >>> query, key, queue = torch.randn(8, 16), torch.randn(8, 16), torch.randn(32, 16)
+        >>> points = HardNegativeMixer(n_hard=4, n_mix=3, n_mix_query=2)(query, queue)
+        >>> points.shape  # (B, s + s', D), detached
+        torch.Size([8, 5, 16])
+        >>> MoCoLoss()(query, key, queue, extra_negatives_per_query=points).shape
+        torch.Size([])
     """
 
     def __init__(
@@ -99,9 +107,9 @@ class HardNegativeMixer(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.n_hard = _count(n_hard, "n_hard", minimum=1)
-        self.n_mix = _count(n_mix, "n_mix", minimum=0)
-        self.n_mix_query = _count(n_mix_query, "n_mix_query", minimum=0)
+        self.n_hard = check_int(n_hard, "n_hard", minimum=1)
+        self.n_mix = check_int(n_mix, "n_mix", minimum=0)
+        self.n_mix_query = check_int(n_mix_query, "n_mix_query", minimum=0)
         self.beta_max = check_positive(beta_max, "beta_max")
         if self.beta_max >= 1:
             raise ValueError(f"beta_max must lie in (0, 1), got {beta_max!r}")
@@ -124,7 +132,7 @@ class HardNegativeMixer(nn.Module):
         neg = check_embeddings(negatives, "negatives", dim=q.shape[1])
         if neg.shape[0] < 1:
             raise ValueError("negatives must hold at least one row to mix from; got 0")
-        q = F.normalize(_work_dtype(q.detach()), dim=1)
+        q = F.normalize(upcast_half(q.detach()), dim=1)
         neg = F.normalize(neg.detach().to(q.dtype), dim=1)
         b, dev = q.shape[0], q.device
         k = min(self.n_hard, neg.shape[0])
@@ -193,6 +201,17 @@ class MoCoLoss(nn.Module):
     Shape:
         query ``(B, D)``, key ``(B, D)``, negatives ``(K, D)``, extra_negatives_per_query
         ``(B, M, D)`` (optional).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import MoCoLoss
+        >>> _ = torch.manual_seed(0)
+        >>> query = torch.randn(8, 16, requires_grad=True)
+        >>> key, queue = torch.randn(8, 16), torch.randn(64, 16)  # momentum keys, (K, D) negatives
+        >>> loss = MoCoLoss(temperature=0.2)(query, key, queue)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
+        >>> loss.backward()
     """
 
     def __init__(
@@ -224,7 +243,7 @@ class MoCoLoss(nn.Module):
         neg = check_embeddings(negatives, "negatives", dim=d)
         if neg.shape[0] < 1:
             raise ValueError("negatives must hold at least one row (the queue is empty)")
-        q = F.normalize(_work_dtype(q), dim=1)
+        q = F.normalize(upcast_half(q), dim=1)
         k = F.normalize(k.to(q.dtype), dim=1)
         neg = F.normalize(neg.to(q.dtype), dim=1)
         inv_t = 1.0 / self.temperature

@@ -1,7 +1,7 @@
-r"""Multi-view contrastive losses (METHODS.md 2.6): DHEL, MV-InfoNCE, MV-DHEL and the PWE / AVG
-baselines.
+r"""Multi-view contrastive losses (``docs/methods.md``, section 2.6): DHEL, MV-InfoNCE, MV-DHEL and
+the PWE / AVG baselines.
 
-Paper: Pakoromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
+Paper: Koromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
 reference code pakoromilas/Multi-View-CL ``models/losses.py``. Notation: instances ``i, j`` of a
 batch of ``N``, views ``l, m`` of ``V``, ``U_il`` the L2-normalised embedding,
 ``e(a, b) = exp(a . b / tau)``.
@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastkit._validation import check_positive, check_reduction
+from contrastkit._validation import check_chunk_size, check_positive, check_reduction
 from contrastkit.losses._common import ViewBatch, make_view_batch, reduce_terms
 from contrastkit.losses._engine import self_logsumexp
-from contrastkit.losses.infonce import check_chunk_size
 
 __all__ = ["DHEL", "MVDHEL", "AVGInfoNCE", "MVInfoNCE", "PWEInfoNCE"]
 
@@ -101,7 +100,7 @@ class MVDHEL(_MultiViewLoss):
     ``MVDHEL``); ``True`` sums over all ``j`` as the README writes (adds ``e^{1/tau}`` inside each
     log, which changes the gradient).
 
-    Paper: Pakoromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
+    Paper: Koromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
     ``temperature=0.5`` from the reference CIFAR-10 configuration.
 
     Args:
@@ -112,6 +111,14 @@ class MVDHEL(_MultiViewLoss):
 
     Shape:
         views ``(N, V, D)`` with V >= 2 and N >= 2 (N >= 1 with ``include_self_in_uniformity``).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import MVDHEL
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 4, 16)  # four views per instance
+        >>> MVDHEL()(views).shape, MVDHEL(reduction="none")(views).shape
+        (torch.Size([]), torch.Size([8]))
     """
 
     def __init__(
@@ -166,11 +173,19 @@ class DHEL(MVDHEL):
     with ``u``, ``v`` the two views; ``L = mean_i l_i`` (reference class ``NTXentHPS``). This is
     :class:`MVDHEL` for ``V = 2``.
 
-    Paper: Pakoromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
+    Paper: Koromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
     ``temperature=0.5`` from the reference CIFAR-10 configuration.
 
     Shape:
         views ``(N, 2, D)``, N >= 2; ``"none"`` gives ``(N,)``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import DHEL
+        >>> _ = torch.manual_seed(0)
+        >>> loss = DHEL()(torch.randn(8, 2, 16))
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     exact_views = 2
@@ -191,7 +206,7 @@ class MVInfoNCE(_MultiViewLoss):
     cross-view pairs only (positives included, same-view rows excluded). ``log Den_i`` is a
     log-sum-exp over the views of the engine's per-row terms.
 
-    Paper: Pakoromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
+    Paper: Koromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
     ``temperature=0.5`` from the reference CIFAR-10 configuration.
 
     Args:
@@ -202,6 +217,14 @@ class MVInfoNCE(_MultiViewLoss):
 
     Shape:
         views ``(N, V, D)`` with V >= 2.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import MVInfoNCE
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 3, 16)
+        >>> MVInfoNCE()(views).shape, MVInfoNCE(reduction="none")(views).shape
+        (torch.Size([]), torch.Size([8]))
     """
 
     def __init__(
@@ -266,11 +289,18 @@ class PWEInfoNCE(_MultiViewLoss):
     of ``l^{vb}_{v,i}``, whose mean is ``L``. For ``V = 2`` this is
     :class:`~contrastkit.losses.InfoNCE`.
 
-    Paper: Pakoromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
+    Paper: Koromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
     ``temperature=0.5`` from the reference CIFAR-10 configuration.
 
     Shape:
         views ``(N, V, D)`` with V >= 2.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import PWEInfoNCE
+        >>> _ = torch.manual_seed(0)
+        >>> PWEInfoNCE(reduction="none")(torch.randn(8, 3, 16)).shape
+        torch.Size([8, 3])
     """
 
     def forward(self, views: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -303,11 +333,19 @@ class AVGInfoNCE(_MultiViewLoss):
     entry ``(i, v)`` is the mean of the two anchors' terms of instance ``i`` in problem ``v``, whose
     mean is ``L``. For ``V = 2`` this is :class:`~contrastkit.losses.InfoNCE`.
 
-    Paper: Pakoromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
+    Paper: Koromilas et al., "A Principled Framework for Multi-View Contrastive Learning" (2025);
     ``temperature=0.5`` from the reference CIFAR-10 configuration.
 
     Shape:
         views ``(N, V, D)`` with V >= 2.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import AVGInfoNCE
+        >>> _ = torch.manual_seed(0)
+        >>> loss = AVGInfoNCE()(torch.randn(8, 3, 16))
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(

@@ -9,15 +9,16 @@ from torch import Tensor, nn
 
 from contrastkit._validation import (
     check_choice,
+    check_chunk_size,
     check_embeddings,
     check_finite,
+    check_int,
     check_positive,
     check_reduction,
     check_tensor,
 )
-from contrastkit.losses._common import reduce_terms
+from contrastkit.losses._common import reduce_terms, upcast_half
 from contrastkit.losses._engine import masked_logsumexp
-from contrastkit.losses.infonce import check_chunk_size
 
 __all__ = [
     "BilinearInfoNCE",
@@ -35,7 +36,7 @@ def _float_tensor(x: object, name: str, dim: int) -> Tensor:
     if not t.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
     check_finite(t, name)
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+    return upcast_half(t)
 
 
 def _bool_mask(mask: object, name: str, shape: tuple[int, ...]) -> Tensor:
@@ -69,7 +70,7 @@ class PatchSelectionInfoNCE(nn.Module):
     are distractors. The denominators go through the blockwise engine (group-restricted for Selfie).
 
     Paper: Trinh et al., "Selfie: Self-supervised Pretraining for Image Embedding" (2019); no
-    temperature and raw dot products in the original [recall, METHODS.md 3.7], hence
+    temperature and raw dot products in the original [recall; ``docs/methods.md``, section 3.7], hence
     ``temperature=None`` (``tau = 1``) and ``normalize=False``. CPC: van den Oord et al.,
     "Representation Learning with Contrastive Predictive Coding" (2018).
 
@@ -83,6 +84,14 @@ class PatchSelectionInfoNCE(nn.Module):
 
     Shape:
         query ``(B, M, d)``, candidates ``(B, M, d)``, candidate_mask ``(B, M)`` bool (optional).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import PatchSelectionInfoNCE
+        >>> _ = torch.manual_seed(0)
+        >>> query, patches = torch.randn(2, 5, 8), torch.randn(2, 5, 8)  # (B, M, d)
+        >>> PatchSelectionInfoNCE(reduction="none")(query, patches).shape
+        torch.Size([2, 5])
     """
 
     def __init__(
@@ -177,6 +186,15 @@ class BilinearInfoNCE(nn.Module):
 
     Shape:
         pred ``(B, dim)``, target ``(B, target_dim)``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import BilinearInfoNCE
+        >>> _ = torch.manual_seed(0)
+        >>> loss_fn = BilinearInfoNCE(dim=8, target_dim=6)
+        >>> loss = loss_fn(torch.randn(4, 8), torch.randn(4, 6))
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -188,14 +206,13 @@ class BilinearInfoNCE(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        tdim = dim if target_dim is None else target_dim
-        for name, value in (("dim", dim), ("target_dim", tdim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.dim, self.target_dim = dim, tdim
+        self.dim = check_int(dim, "dim", minimum=1)
+        self.target_dim = (
+            self.dim if target_dim is None else check_int(target_dim, "target_dim", minimum=1)
+        )
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
-        self.W = nn.Parameter(torch.rand(dim, tdim))
+        self.W = nn.Parameter(torch.rand(self.dim, self.target_dim))
 
     def logits(self, pred: Tensor, target: Tensor) -> Tensor:
         """Dense ``(B, B)`` logits ``pred W target^T`` (to inspect; the loss never builds them)."""
@@ -209,8 +226,7 @@ class BilinearInfoNCE(nn.Module):
                 "pred and target must hold the same number of rows; "
                 f"got {p.shape[0]} and {t.shape[0]}"
             )
-        if p.dtype in (torch.float16, torch.bfloat16):
-            p = p.float()
+        p = upcast_half(p)
         a = p @ self.W.to(p.dtype)
         t = t.to(a.dtype)
         lse = masked_logsumexp(a, t, chunk_size=self.chunk_size)
@@ -240,8 +256,8 @@ class BinaryNCE(nn.Module):
 
     Paper: the generic part of Contrastive UCB (Qiu et al., "Contrastive UCB: Provably Efficient
     Contrastive Self-Supervised Learning in Online Reinforcement Learning", 2022), whose exact loss
-    is [UNVERIFIED] (METHODS.md 4); binary NCE after Gutmann and Hyvärinen (2010). The sum over
-    negatives is the formula of METHODS.md 4.
+    is [UNVERIFIED] (``docs/methods.md``, section 4); binary NCE after Gutmann and Hyvärinen (2010).
+    The sum over negatives is this library's reading of it.
 
     Args:
         negative_reduction: ``"sum"`` | ``"mean"`` over each row's negatives.
@@ -250,6 +266,14 @@ class BinaryNCE(nn.Module):
     Shape:
         positive ``(B,)`` scores, negatives ``(B, K)`` scores, negative_mask ``(B, K)`` bool
         (optional, True = use).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import BinaryNCE
+        >>> positive = torch.tensor([2.0, 3.0])  # critic scores f(x, y+)
+        >>> negatives = torch.tensor([[-1.0, -2.0], [0.0, -3.0]])  # f(x, y-), (B, K)
+        >>> round(float(BinaryNCE()(positive, negatives)), 4)
+        0.6787
     """
 
     def __init__(self, *, negative_reduction: str = "sum", reduction: str = "mean") -> None:
@@ -367,10 +391,11 @@ class ListwiseKL(_Listwise):
     probabilities, ``softmax(r / target_temperature)``), ``"linear"`` (``r / sum r``) or ``"exp2"``
     (``(2^r - 1) / sum``, the DCG gain). ``mask`` ``(B, L)`` leaves padding documents out.
 
-    Paper: the list-wise alternative to InfoNCE of "Beyond Contrastive Learning: list-wise
-    multi-level relevance" (2025) (METHODS.md 3.10), whose exact target normalisation is
-    [UNVERIFIED]: the default ``target="softmax"`` and ``temperature=1`` follow ListNet (Cao et al.,
-    "Learning to Rank: From Pairwise Approach to Listwise Approach", 2007).
+    Paper: the list-wise alternative to InfoNCE of "Beyond Contrastive Learning: Synthetic Data
+    Enables List-wise Training with Multiple Levels of Relevance" (2025) (``docs/methods.md``,
+    section 3.10), whose exact target normalisation is [UNVERIFIED]: the default
+    ``target="softmax"`` and ``temperature=1`` follow ListNet (Cao et al., "Learning to Rank: From
+    Pairwise Approach to Listwise Approach", 2007).
 
     Args:
         temperature: divides the scores (> 0).
@@ -380,6 +405,15 @@ class ListwiseKL(_Listwise):
 
     Shape:
         scores ``(B, L)``, relevance ``(B, L)`` (>= 0), mask ``(B, L)`` bool (optional).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import ListwiseKL
+        >>> scores = torch.tensor([[3.0, 1.0, 0.0], [0.0, 1.0, 2.0]])
+        >>> relevance = torch.tensor([[2.0, 1.0, 0.0], [0.0, 1.0, 2.0]])  # graded levels
+        >>> loss = ListwiseKL()(scores, relevance)
+        >>> loss.shape, bool(loss >= 0)
+        (torch.Size([]), True)
     """
 
     def forward(self, scores: Tensor, relevance: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -404,8 +438,9 @@ class ListwiseWasserstein1D(_Listwise):
     swapping two neighbours (unlike KL). ``p`` and ``q`` are built as in :class:`ListwiseKL`. The
     ordering of tied relevance levels changes the value; break ties in the input order you want.
 
-    Paper: "Beyond Contrastive Learning: list-wise multi-level relevance" (2025) (METHODS.md 3.10);
-    its exact cost and target are [UNVERIFIED]; this is the CDF form METHODS.md proposes.
+    Paper: "Beyond Contrastive Learning: Synthetic Data Enables List-wise Training with Multiple
+    Levels of Relevance" (2025) (``docs/methods.md``, section 3.10); its exact cost and target are
+    [UNVERIFIED]; this is the CDF form proposed there.
 
     Args:
         temperature: divides the scores (> 0).
@@ -415,6 +450,16 @@ class ListwiseWasserstein1D(_Listwise):
 
     Shape:
         scores ``(B, L)``, relevance ``(B, L)`` (>= 0), mask ``(B, L)`` bool (optional).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import ListwiseWasserstein1D
+        >>> relevance = torch.tensor([[2.0, 1.0, 0.0]])
+        >>> scores = relevance  # softmax(scores) equals the softmax target: distance 0
+        >>> ListwiseWasserstein1D()(scores, relevance).item() < 1e-6
+        True
+        >>> ListwiseWasserstein1D()(scores.flip(1), relevance).item() > 0.5  # reversed order
+        True
     """
 
     def forward(self, scores: Tensor, relevance: Tensor, mask: Tensor | None = None) -> Tensor:

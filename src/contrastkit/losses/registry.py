@@ -16,6 +16,7 @@ from contrastkit.losses.global_ import ISogCLR, ISogCLRBimodal, SogCLR, SogCLRBi
 from contrastkit.losses.graph import NeighbourhoodContrast
 from contrastkit.losses.infonce import HardInfoNCE, InfoNCE
 from contrastkit.losses.mixing import MoCoLoss
+from contrastkit.losses.momentum import MoCHiObjective, MomentumQueueObjective
 from contrastkit.losses.multiview import DHEL, MVDHEL, AVGInfoNCE, MVInfoNCE, PWEInfoNCE
 from contrastkit.losses.objectives import (
     BilinearInfoNCE,
@@ -47,6 +48,10 @@ class LossInfo:
     ``"patches"`` (``forward(query (B,M,d), candidates (B,M,d), mask)``), ``"scores"``
     (``forward(positive (B,), negatives (B,K))``) and ``"list"``
     (``forward(scores (B,L), relevance (B,L), mask)``).
+
+    ``momentum_encoder`` marks views losses that own a momentum copy of the model (MoCo v2,
+    MoCHi): the trainer attaches the model, feeds queries and momentum keys as two views, and
+    updates the copy after every optimizer step.
     """
 
     name: str
@@ -56,6 +61,7 @@ class LossInfo:
     needs_labels: bool = False
     min_views: int = 2
     needs_index: bool = False
+    momentum_encoder: bool = False
 
 
 _REGISTRY: dict[str, LossInfo] = {}
@@ -161,6 +167,22 @@ register_loss(
         input_kind="queue",
     ),
     "queue_infonce",
+)
+register_loss(
+    LossInfo(
+        "moco_v2",
+        MomentumQueueObjective,
+        "MoCo v2: InfoNCE against a queue of momentum keys (training loop)",
+        momentum_encoder=True,
+    )
+)
+register_loss(
+    LossInfo(
+        "mochi",
+        MoCHiObjective,
+        "MoCHi: MoCo v2 with synthetic hard negatives (training loop)",
+        momentum_encoder=True,
+    )
 )
 register_loss(
     LossInfo(

@@ -1,6 +1,6 @@
 r"""Learning by sorting: the GroCo loss and a differentiable odd-even sorting network.
 
-METHODS.md section 3.3. The sorting network is implemented here (no dependency on the ``diffsort``
+``docs/methods.md``, section 3.3. The sorting network is implemented here (no dependency on the ``diffsort``
 package, whose ``odd_even`` network with the Cauchy relaxation it reproduces; the tests compare the
 two when ``diffsort`` is installed).
 """
@@ -13,10 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastkit._validation import check_positive, check_reduction, check_tensor, check_views
-from contrastkit.losses._common import reduce_terms
+from contrastkit._validation import (
+    check_chunk_size,
+    check_int,
+    check_optional_int,
+    check_positive,
+    check_reduction,
+    check_tensor,
+    check_views,
+)
+from contrastkit.losses._common import reduce_terms, upcast_half
 from contrastkit.losses._engine import auto_chunk_size
-from contrastkit.losses.infonce import check_chunk_size
 
 __all__ = ["GroCo", "odd_even_sort"]
 
@@ -133,6 +140,15 @@ class GroCo(nn.Module):
 
     Shape:
         views ``(N, V, D)`` with ``V >= 2`` and ``N >= topk_negatives + 1``.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import GroCo
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 2, 16)  # needs N >= topk_negatives + 1
+        >>> loss = GroCo(topk_negatives=4)(views)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -146,22 +162,10 @@ class GroCo(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(topk_negatives, bool) or not isinstance(topk_negatives, int):
-            raise TypeError(f"topk_negatives must be an int, got {type(topk_negatives).__name__}")
-        if topk_negatives < 1:
-            raise ValueError(f"topk_negatives must be >= 1, got {topk_negatives}")
-        self.topk_negatives = topk_negatives
+        self.topk_negatives = check_int(topk_negatives, "topk_negatives", minimum=1)
         self.steepness = check_positive(steepness, "steepness")
         self.stop_grad = bool(stop_grad)
-        if n_positive_views is not None and (
-            isinstance(n_positive_views, bool)
-            or not isinstance(n_positive_views, int)
-            or n_positive_views < 2
-        ):
-            raise ValueError(
-                f"n_positive_views must be an int >= 2 or None, got {n_positive_views!r}"
-            )
-        self.n_positive_views = n_positive_views
+        self.n_positive_views = check_optional_int(n_positive_views, "n_positive_views", minimum=2)
         self.reduction = check_reduction(reduction)
         self.chunk_size = check_chunk_size(chunk_size)
 
@@ -197,9 +201,7 @@ class GroCo(nn.Module):
         n_pos = v if self.n_positive_views is None else self.n_positive_views
         if n_pos > v:
             raise ValueError(f"n_positive_views = {n_pos} exceeds the number of views V = {v}")
-        if z.dtype in (torch.float16, torch.bfloat16):
-            z = z.float()
-        z = F.normalize(z, dim=-1)
+        z = F.normalize(upcast_half(z), dim=-1)
         positive_views = list(range(n_pos))
         terms = torch.stack(
             [self._anchor_view_terms(z, a, positive_views) for a in range(v)], dim=1

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from contrastkit._validation import (
     check_choice,
+    check_chunk_size,
     check_finite,
     check_labels,
     check_positive,
@@ -22,18 +22,14 @@ from contrastkit.losses._common import ViewBatch, group_positive_mean, make_view
 from contrastkit.losses._engine import (
     GroupMode,
     auto_chunk_size,
+    checkpointed_row_blocks,
     masked_logsumexp,
     self_logsumexp,
 )
-from contrastkit.losses.infonce import check_chunk_size
 
 __all__ = ["FocalSupCon", "MultiLevelSupCon", "SupCon"]
 
 NORMALIZE_MODES = ("positives", "row_length", "candidates")
-
-
-def _float(x: Tensor) -> Tensor:
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _check_anchor_mask(anchor_mask: object, n: int) -> Tensor:
@@ -85,8 +81,12 @@ def soft_target_logits(rows: Tensor, target: Tensor, n: int, v: int) -> tuple[Te
     return num, r.sum(dim=1) - diag
 
 
-def _focal_block(rows: Tensor, groups: Tensor, idx: Tensor, beta: float) -> Tensor:
-    """``sum_{p in P(i)} (1 - P_ip) log P_ip`` for the anchor rows ``idx`` against every row."""
+def _focal_block(
+    start: int, stop: int, rows: Tensor, groups: Tensor, anchors: Tensor, beta: float
+) -> Tensor:
+    """``sum_{p in P(i)} (1 - P_ip) log P_ip`` for the anchor rows ``anchors[start:stop]`` against
+    every row."""
+    idx = anchors[start:stop]
     logits = (rows[idx] @ rows.T) * beta
     cols = torch.arange(rows.shape[0], device=rows.device)
     is_self = cols[None, :] == idx[:, None]
@@ -120,7 +120,7 @@ class SupCon(nn.Module):
     (``anchors_without_positives="zero"``, SupContrast), or are left out of the mean (``"drop"``,
     Core-tuning's normalisation: sum over anchors / number of anchors with a positive).
 
-    Variants (METHODS.md 2.3):
+    Variants (``docs/methods.md``, section 2.3):
 
     - ``focal=True`` (b; Zhang et al., "Unleashing the Power of Contrastive Self-Supervised Visual
       Models via Contrast-Regularized Fine-Tuning", 2021): each positive log-probability is weighted
@@ -158,6 +158,19 @@ class SupCon(nn.Module):
         views ``(N, V, D)`` with V >= 1; labels ``(N,)`` integers (required unless
         ``target_matrix`` is given); target_matrix ``(N, N)`` or ``(V N, V N)``; anchor_mask
             ``(N,)`` bool.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import SupCon
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 2, 16, requires_grad=True)
+        >>> labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+        >>> loss = SupCon(temperature=0.1)(views, labels)
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
+        >>> loss.backward()
+        >>> SupCon(reduction="none")(views, labels).shape
+        torch.Size([8, 2])
     """
 
     def __init__(
@@ -285,7 +298,7 @@ class SupCon(nn.Module):
         cache: dict[str, Tensor] | None,
     ) -> tuple[Tensor, Tensor]:
         """Unscaled per-row terms ``(V*N,)`` (0 outside the anchors) and the has-positive flags."""
-        rows = _float(batch.rows)
+        rows = batch.rows
         n_rows = rows.shape[0]
         beta = 1.0 / self.temperature
         if target is not None:
@@ -333,15 +346,11 @@ class SupCon(nn.Module):
         idx_all = torch.arange(n_rows, device=rows.device) if sel is None else sel
         if n_rows < 2:  # a single row: no candidate, no positive (term 0, kept in the graph)
             return rows[idx_all, 0] * 0.0
-        chunk = self.chunk_size or auto_chunk_size(idx_all.shape[0], n_rows)
-        parts = []
-        for start in range(0, idx_all.shape[0], chunk):
-            idx = idx_all[start : start + chunk]
-            part = checkpoint(_focal_block, rows, groups, idx, beta, use_reentrant=False)
-            parts.append(-part)
-        if not parts:
+        n_anchors = idx_all.shape[0]
+        if n_anchors == 0:
             return rows.new_zeros(0)
-        return torch.cat(parts)
+        chunk = self.chunk_size or auto_chunk_size(n_anchors, n_rows)
+        return -checkpointed_row_blocks(_focal_block, n_anchors, chunk, rows, groups, idx_all, beta)
 
     def extra_repr(self) -> str:
         s = (
@@ -364,7 +373,8 @@ class FocalSupCon(SupCon):
         \qquad L = \frac{\sum_i \ell_i}{\#\{i : |P(i)| > 0\}}
 
     The weight ``1 - P_ip`` is not detached (as in the reference). Defaults follow the reference
-    code (Vanint/Core-tuning ``focal_SupConLoss``; METHODS.md 2.3b, 3.5 step 6):
+    code (Vanint/Core-tuning ``focal_SupConLoss``; ``docs/methods.md``, sections 2.3(b) and 3.5
+    step 6):
     ``temperature = base_temperature = 0.07``; ``normalize="row_length"``, i.e. ``R_i = V N``, the
     reference's ``.mean(1)`` over the whole row (whose self entry is zero), not ``|P(i)|``; and
     ``anchors_without_positives="drop"``, the sum over anchors divided by the number of anchors with
@@ -375,6 +385,15 @@ class FocalSupCon(SupCon):
 
     Paper: Zhang et al., "Unleashing the Power of Contrastive Self-Supervised Visual Models via
     Contrast-Regularized Fine-Tuning" (NeurIPS 2021). Accepts ``anchor_mask=`` like :class:`SupCon`.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import FocalSupCon
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 2, 16)
+        >>> loss = FocalSupCon()(views, torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -409,7 +428,8 @@ class MultiLevelSupCon(nn.Module):
     do not depend on the labels and are computed once for all levels.
 
     Paper: Wang et al., "Contrast Everything: A Hierarchical Contrastive Framework for Medical
-    Time-Series" (COMET, 2023). The level weights used there are unverified (METHODS.md 2.3e), so
+    Time-Series" (COMET, 2023). The level weights used there are unverified (``docs/methods.md``,
+    section 2.3(e)), so
     ``level_weights`` has no default.
 
     Args:
@@ -420,6 +440,16 @@ class MultiLevelSupCon(nn.Module):
 
     Shape:
         views ``(N, V, D)``; labels ``(N, L)`` integers; anchor_mask ``(N,)`` bool (optional).
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import MultiLevelSupCon
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 2, 16)
+        >>> levels = torch.tensor([[0, 0], [0, 0], [1, 0], [1, 0], [2, 1], [2, 1], [3, 1], [3, 1]])
+        >>> loss = MultiLevelSupCon(level_weights=(1.0, 0.5))(views, levels)  # (N, L) group ids
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(

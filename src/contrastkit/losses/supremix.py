@@ -13,18 +13,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from contrastkit._validation import (
     check_choice,
+    check_chunk_size,
+    check_int,
     check_positive,
     check_reduction,
     check_tensor,
-    check_views,
 )
-from contrastkit.losses._common import group_positive_mean, reduce_terms
-from contrastkit.losses._engine import auto_chunk_size, self_logsumexp
-from contrastkit.losses.infonce import check_chunk_size
+from contrastkit.losses._common import group_positive_mean, make_view_batch, reduce_terms
+from contrastkit.losses._engine import auto_chunk_size, checkpointed_row_blocks, self_logsumexp
 
 __all__ = ["SupReMix", "SupReMixSample", "sample_beta_integer", "weighted_self_logsumexp"]
 
@@ -94,16 +93,11 @@ def _distance(y_a: Tensor, y_b: Tensor, magnify: str) -> Tensor:
 
 
 def _weighted_block(
-    block_rows: Tensor,
-    rows: Tensor,
-    y_block: Tensor,
-    y: Tensor,
-    start: int,
-    inv_t: float,
-    magnify: str,
+    start: int, stop: int, rows: Tensor, y: Tensor, inv_t: float, magnify: str
 ) -> Tensor:
+    block_rows = rows[start:stop]
     logits = (block_rows @ rows.T) * inv_t + torch.log1p(
-        _distance(y_block[:, None], y[None, :], magnify)
+        _distance(y[start:stop, None], y[None, :], magnify)
     )
     idx = torch.arange(block_rows.shape[0], device=rows.device)
     logits = logits.index_put((idx, idx + start), torch.tensor(float("-inf"), dtype=logits.dtype))
@@ -120,15 +114,7 @@ def weighted_self_logsumexp(
     """
     n = rows.shape[0]
     chunk = chunk_size or auto_chunk_size(n, n)
-    parts = []
-    for s in range(0, n, chunk):
-        e = min(s + chunk, n)
-        out = checkpoint(
-            _weighted_block, rows[s:e], rows, y[s:e], y, s, inv_t, magnify, use_reentrant=False
-        )
-        assert isinstance(out, Tensor)
-        parts.append(out)
-    return torch.cat(parts)
+    return checkpointed_row_blocks(_weighted_block, n, chunk, rows, y, inv_t, magnify)
 
 
 class SupReMix(nn.Module):
@@ -150,10 +136,10 @@ class SupReMix(nn.Module):
       ``w_ic = d(y_i, y_c) + 1`` with ``d = |.|`` (``"l1"``) or ``(.)^2`` (``"l2"``); same-label
       candidates and mix-pos have ``w = 1``.
 
-    Loss assembly (**an approximation**: METHODS.md 3.4 marks how the paper combines these terms as
-    [UNVERIFIED]; only the mixing and the weights are documented). Here it is SupCon's L_out with
-    the extra candidates: positives ``P(i)`` = other rows with ``y = y_i`` plus the valid mix-pos,
-    candidates ``C(i)`` = every other row plus all mixtures,
+    Loss assembly (**an approximation**: ``docs/methods.md``, section 3.4, marks how the paper
+    combines these terms as [UNVERIFIED]; only the mixing and the weights are documented). Here it
+    is SupCon's L_out with the extra candidates: positives ``P(i)`` = other rows with ``y = y_i``
+    plus the valid mix-pos, candidates ``C(i)`` = every other row plus all mixtures,
 
     .. math::
         \ell_i = -\frac{1}{|P(i)|}\sum_{p \in P(i)} \Big(\frac{s_{ip}}{\tau}
@@ -180,6 +166,16 @@ class SupReMix(nn.Module):
 
     Shape:
         views ``(N, V, D)`` with V >= 1; labels ``(N,)`` real.
+
+    Example:
+        >>> import torch
+        >>> from contrastkit.losses import SupReMix
+        >>> _ = torch.manual_seed(0)
+        >>> views = torch.randn(8, 2, 16)
+        >>> ages = torch.tensor([20.0, 20.0, 30.0, 30.0, 40.0, 45.0, 50.0, 50.0])  # real-valued labels
+        >>> loss = SupReMix()(views, ages, torch.Generator().manual_seed(0))
+        >>> loss.shape, bool(torch.isfinite(loss))
+        (torch.Size([]), True)
     """
 
     def __init__(
@@ -196,20 +192,16 @@ class SupReMix(nn.Module):
     ) -> None:
         super().__init__()
         self.temperature = check_positive(temperature, "temperature")
-        for name, value in (("n_mix_neg", n_mix_neg), ("n_mix_pos", n_mix_pos)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        self.n_mix_neg = n_mix_neg
-        self.n_mix_pos = n_mix_pos
-        if (
-            not isinstance(mix_neg_beta, tuple | list)
-            or len(mix_neg_beta) != 2
-            or any(isinstance(x, bool) or not isinstance(x, int) or x < 1 for x in mix_neg_beta)
-        ):
+        self.n_mix_neg = check_int(n_mix_neg, "n_mix_neg", minimum=0)
+        self.n_mix_pos = check_int(n_mix_pos, "n_mix_pos", minimum=0)
+        if not isinstance(mix_neg_beta, tuple | list) or len(mix_neg_beta) != 2:
             raise ValueError(
                 f"mix_neg_beta must be a pair of positive integers (a, b), got {mix_neg_beta!r}"
             )
-        self.mix_neg_beta = (int(mix_neg_beta[0]), int(mix_neg_beta[1]))
+        self.mix_neg_beta = (
+            check_int(mix_neg_beta[0], "mix_neg_beta[0]", minimum=1),
+            check_int(mix_neg_beta[1], "mix_neg_beta[1]", minimum=1),
+        )
         self.max_positive_distance = (
             None
             if max_positive_distance is None
@@ -238,13 +230,9 @@ class SupReMix(nn.Module):
         return t
 
     def _rows(self, views: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int, int]:
-        x = check_views(views, min_views=1)
-        n, v, _ = x.shape
-        y = self._check_labels(labels, n).to(x.device)
-        rows = x.transpose(0, 1).reshape(v * n, -1)
-        if rows.dtype in (torch.float16, torch.bfloat16):
-            rows = rows.float()
-        return F.normalize(rows, dim=1), y.repeat(v), n, v
+        batch = make_view_batch(views, min_views=1)
+        y = self._check_labels(labels, batch.n).to(batch.rows.device)
+        return batch.rows, y.repeat(batch.v), batch.n, batch.v
 
     @torch.no_grad()
     def sample_rows(self, y: Tensor, generator: torch.Generator | None = None) -> SupReMixSample:

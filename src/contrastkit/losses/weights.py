@@ -1,4 +1,4 @@
-"""Per-instance sample weights for weighted contrastive losses (METHODS.md 2.2).
+"""Per-instance sample weights for weighted contrastive losses (``docs/methods.md``, section 2.2).
 
 A weighted InfoNCE is ``L = (1/N) sum_i w_i l_i`` with constant (detached) weights ``w_i``. The raw
 scores that papers turn into weights come on arbitrary scales; :func:`normalize_weights` brings them

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from contrastkit._validation import check_int
+
 __all__ = [
     "REWEIGHT_DEFAULT_KAPPA",
     "ContrastiveModel",
@@ -25,9 +27,7 @@ __all__ = [
 
 
 def _check_dim(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return value
+    return check_int(value, name, minimum=1)
 
 
 def _check_dropout(p: object) -> float:
@@ -40,7 +40,7 @@ class MLPHead(nn.Module):
     """SimCLR's projection head: ``Linear(d_h, hidden) -> [BN] -> ReLU -> Linear(hidden, d_z)``.
 
     Paper: Chen et al., "A Simple Framework for Contrastive Learning of Visual Representations"
-    (2020); ScatSimCLR (2021) uses it without batch norm (2048 -> 2048 -> 128, METHODS.md 2.9). With
+    (2020); ScatSimCLR (2021) uses it without batch norm (2048 -> 2048 -> 128, docs/methods.md 2.9). With
     ``batch_norm=True`` the hidden linear layer has no bias (the batch norm's shift replaces it).
     With ``out_batch_norm=True`` a ``BatchNorm1d(d_z, affine=False)`` follows the output layer,
     which then has no bias either: the LibAUC SimCLR head (``Linear(no bias)-BN-ReLU-Linear-
@@ -86,7 +86,7 @@ class MLPHead(nn.Module):
 def libauc_head(in_dim: int, *, hidden_dim: int = 2048, out_dim: int = 256) -> MLPHead:
     """LibAUC's SimCLR head: ``Linear(no bias)-BN-ReLU-Linear(no bias)-BN(affine=False)``.
 
-    Defaults (hidden 2048, output 256) from the LibAUC SimCLR tutorial (METHODS.md 2.9). The second
+    Defaults (hidden 2048, output 256) from the LibAUC SimCLR tutorial (docs/methods.md 2.9). The second
     linear layer's bias is dropped because the non-affine batch norm after it cancels any bias.
     """
     return MLPHead(
@@ -94,7 +94,7 @@ def libauc_head(in_dim: int, *, hidden_dim: int = 2048, out_dim: int = 256) -> M
     )
 
 
-# No default is known from the paper (METHODS.md 2.9 and 6.5: [UNVERIFIED]); 1.01 is this
+# No default is known from the paper (docs/methods.md, sections 2.9 and 6: [UNVERIFIED]); 1.01 is this
 # library's choice: over 512 dimensions the weights fall from 1 to 1.01^-511 = 0.006.
 REWEIGHT_DEFAULT_KAPPA = 1.01
 
@@ -103,7 +103,7 @@ class ReweightHead(nn.Module):
     """Fixed reweighting head: ``z_k = h_k * kappa^(-k)`` for ``k = 0 .. d - 1``.
 
     The alternative to a trainable projection head studied in Xue et al., "Investigating the
-    Benefits of Projection Head for Representation Learning" (ICLR 2024, METHODS.md 2.9): the loss
+    Benefits of Projection Head for Representation Learning" (ICLR 2024, docs/methods.md 2.9): the loss
     sees geometrically down-weighted features, so the encoder keeps in ``h`` features that the loss
     down-weights in ``z``. The weights are a non-trainable buffer (they move with ``.to()`` and are
     saved in the state dict); the head has no parameters.
@@ -146,7 +146,7 @@ class RotationHead(nn.Module):
     """ScatSimCLR's rotation classifier: ``d -> d/4 -> d/16 -> 4`` with ReLU and dropout.
 
     At ``in_dim = 2048`` this is the paper's 2048 -> 512 -> 128 -> 4 with dropout 0.5 after each
-    hidden layer (METHODS.md 3.9; the reference code builds the same layers on its ``h``). Other
+    hidden layer (docs/methods.md, section 3.9; the reference code builds the same layers on its ``h``). Other
     encoder sizes scale the hidden layers by the same factors (at least 1 unit each).
 
     Args:
@@ -197,7 +197,7 @@ class JigsawHead(nn.Module):
     ``h`` of the ``T`` tiles of each image ``(B, T, d)`` -> shared ``Linear(d, d/4) -> ReLU ->
     Dropout`` per tile -> concatenation ``(B, T d/4)`` -> ``Linear(T d/4, 2 d) -> ReLU -> Dropout``
     -> ``Linear(2 d, n_permutations)``. At ``d = 2048`` this is the paper's 2048 -> 512 per tile,
-    9 x 512 -> 4096 -> 35 (METHODS.md 3.9); the ReLU / dropout placement is the reference code's.
+    9 x 512 -> 4096 -> 35 (docs/methods.md, section 3.9); the ReLU / dropout placement is the reference code's.
 
     Args:
         in_dim: Encoder output size ``d``.

@@ -14,7 +14,7 @@ class MLPEncoder(nn.Module):
 
     The representation is the output of the last block (after its ReLU), of size
     ``hidden_dims[-1]``. With batch norm the linear layers have no bias. The default (two layers of
-    256) is METHODS.md section 5's CPU smoke-test encoder ("2-layer MLP"); SCARF (Bahri et al.,
+    256) is the CPU smoke-test encoder of docs/methods.md, section 5 ("2-layer MLP"); SCARF (Bahri et al.,
     2022) uses 4-layer, 256-unit MLPs for tabular data: ``hidden_dims=(256,) * 4``.
 
     Input with more than two dimensions (e.g. ``(B, 1, 8, 8)`` images) is flattened from dim 1.

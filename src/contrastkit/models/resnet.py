@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from contrastkit._validation import check_int
+
 __all__ = ["BasicBlock", "ResNet", "resnet18", "resnet34"]
 
 
@@ -66,12 +68,6 @@ def make_stage(in_channels: int, out_channels: int, blocks: int, stride: int = 1
     return nn.Sequential(*layers)
 
 
-def _check_int(value: object, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
-
-
 class ResNet(nn.Module):
     """ResNet with a CIFAR stem (3x3 conv, stride 1, no max-pool); returns pooled features.
 
@@ -100,9 +96,9 @@ class ResNet(nn.Module):
         if len(layers) != 4:
             raise ValueError(f"layers must give the block count of 4 stages; got {list(layers)}")
         for i, n in enumerate(layers):
-            _check_int(n, f"layers[{i}]")
-        self.in_channels = _check_int(in_channels, "in_channels")
-        width = _check_int(width, "width")
+            check_int(n, f"layers[{i}]", minimum=1)
+        self.in_channels = check_int(in_channels, "in_channels", minimum=1)
+        width = check_int(width, "width", minimum=1)
         self.stem = nn.Sequential(
             _conv3x3(in_channels, width), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
         )

@@ -36,7 +36,7 @@ Only the order of operations differs (orientations are batched), which changes t
 not the result.
 
 ScatNet + adapter (Kinakh, Taran & Voloshynovskiy, "ScatSimCLR: self-supervised contrastive
-learning with pretext task regularization for small-scale datasets", 2021; METHODS.md 3.9): the
+learning with pretext task regularization for small-scale datasets", 2021; docs/methods.md, section 3.9): the
 fixed scattering transform per colour channel, batch norm, a 3x3 conv-BN-ReLU stem, stages of
 residual blocks, adaptive average pooling to 4 x 4 and flattening: ``h`` has ``128 * 16 = 2048``
 entries for the paper's adapters.
@@ -310,7 +310,7 @@ class ScatNetEncoder(nn.Module):
     filters are buffers, so :func:`~contrastkit.models.count_parameters` counts the trainable
     part only.
 
-    The paper (and METHODS.md 3.9) puts a batch norm on the scattering output; the reference code
+    The paper (and docs/methods.md, section 3.9) puts a batch norm on the scattering output; the reference code
     creates it (so its parameters are in the reference counts) but does not call it in ``forward``.
     ``input_batch_norm=True`` (default) applies it; ``False`` follows the reference forward pass
     (the parameters are then not created).

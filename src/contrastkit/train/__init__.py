@@ -1,23 +1,27 @@
-"""Training: the loop, its configuration, recipes, optimizers, checkpoints and resume."""
+"""Training: ``fit`` and its configuration, recipes, checkpoints and resume.
 
-from contrastkit.train import moco  # registers the moco_v2 and mochi objectives
+A run's configuration (:class:`FitConfig`) and what its directory holds (:func:`load_run`,
+:func:`build_model`) live in :mod:`contrastkit.runs`, below this package, and are re-exported here.
+
+Example:
+    >>> from contrastkit.train import FitConfig, recipe_config
+    >>> recipe_config("dcl", {"epochs": 3}).temperature
+    0.1
+    >>> FitConfig(loss="ntxent").temperature is None  # NT-Xent's own default (0.5) applies
+    True
+"""
+
+from contrastkit.runs import FitConfig, build_model, config_from_mapping, load_run
 from contrastkit.train.checkpoint import CheckpointError, CheckpointManager, CheckpointWarning
-from contrastkit.train.config import FitConfig, config_from_mapping
-from contrastkit.train.loop import (
-    FitResult,
-    build_loss,
-    build_model,
-    evaluate_encoder,
-    fit,
-    load_run,
-    resume_run,
-)
+from contrastkit.train.finetune import FinetuneResult, finetune
+from contrastkit.train.loop import FitResult, build_loss, evaluate_encoder, fit, resume_run
 from contrastkit.train.recipes import Recipe, load_recipe, recipe_config, recipe_names
 
 __all__ = [
     "CheckpointError",
     "CheckpointManager",
     "CheckpointWarning",
+    "FinetuneResult",
     "FitConfig",
     "FitResult",
     "Recipe",
@@ -25,10 +29,10 @@ __all__ = [
     "build_model",
     "config_from_mapping",
     "evaluate_encoder",
+    "finetune",
     "fit",
     "load_recipe",
     "load_run",
-    "moco",
     "recipe_config",
     "recipe_names",
     "resume_run",

@@ -53,6 +53,7 @@ __all__ = [
     "TrainingCore",
     "bf16_is_fast",
     "progress_bar",
+    "require_finite",
     "resolve_device",
 ]
 
@@ -147,6 +148,21 @@ def progress_bar(total: int, *, initial: int = 0, enabled: bool = True) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=0.5)
+
+
+_HINT = "lower the learning rate, set grad_clip, or train in fp32 (precision='fp32')"
+
+
+def require_finite(x: Tensor, what: str = "embeddings") -> Tensor:
+    """``x`` if it is all finite, else stop the run as diverged (:class:`NonFiniteLossError`).
+
+    Step functions call it on the model's outputs before a loss validates them, so that a diverged
+    model is reported as a training failure and not as bad input; :meth:`TrainingCore.run_epoch`
+    adds the epoch and step to the message.
+    """
+    if not bool(torch.isfinite(x).all()):
+        raise NonFiniteLossError(f"the {what} became NaN or infinite")
+    return x
 
 
 class TrainingCore:
@@ -267,7 +283,7 @@ class TrainingCore:
             raise NonFiniteLossError(
                 f"{self.name} stopped: the loss became {value} at epoch {epoch + 1}, step "
                 f"{self.progress.step_in_epoch + 1} (optimizer step {self.progress.global_step + 1}"
-                "); lower the learning rate, raise the temperature, set grad_clip, or train in "
+                f"); lower the learning rate, raise the temperature, set grad_clip, or train in "
                 "fp32 (precision='fp32')"
             )
         return value
@@ -302,7 +318,7 @@ class TrainingCore:
         start = time.perf_counter()
         samples_before = self.progress.samples
         for batch in batches:
-            self.step(step_fn(batch), epoch=epoch)
+            self.step(self._forward(step_fn, batch, epoch), epoch=epoch)
             p = self.progress
             rate = (p.samples - samples_before) / max(time.perf_counter() - start, 1e-9)
             self.bar.set_postfix(
@@ -320,6 +336,19 @@ class TrainingCore:
         )
         self.progress = Progress(epoch=epoch + 1, global_step=p.global_step)
         return summary
+
+    def _forward(
+        self, step_fn: Callable[[Batch], StepOutput], batch: Batch, epoch: int
+    ) -> StepOutput:
+        """``step_fn(batch)``; a :func:`require_finite` failure inside it gets the step's place."""
+        try:
+            return step_fn(batch)
+        except NonFiniteLossError as exc:
+            p = self.progress
+            raise NonFiniteLossError(
+                f"{self.name} stopped: {exc} at epoch {epoch + 1}, step {p.step_in_epoch + 1} "
+                f"(after optimizer step {p.global_step}); {_HINT}"
+            ) from exc
 
     def close(self) -> None:
         """Close the progress bar."""

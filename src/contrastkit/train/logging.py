@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["EPOCH_LOG", "STEP_LOG", "RunLogger", "truncate_logs"]
+from contrastkit.runs.directory import EPOCH_LOG, STEP_LOG
 
-STEP_LOG = "steps.jsonl"
-EPOCH_LOG = "epochs.jsonl"
+__all__ = ["EPOCH_LOG", "STEP_LOG", "RunLogger", "truncate_logs"]
 
 
 def _clean(value: Any) -> Any:

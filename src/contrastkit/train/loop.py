@@ -46,14 +46,20 @@ from contrastkit.distributed import (
 )
 from contrastkit.eval import epoch_metrics, extract_features, knn_accuracy, linear_probe
 from contrastkit.losses import get_loss, loss_info
-from contrastkit.models import ContrastiveModel, MLPHead, build_encoder, count_parameters
+from contrastkit.models import ContrastiveModel, count_parameters
+from contrastkit.runs import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    build_model,
+    load_run,
+)
 from contrastkit.train.checkpoint import (
     CheckpointError,
     CheckpointManager,
     atomic_write_json,
-    load_weights,
     save_weights,
-    weights_metadata,
 )
 from contrastkit.train.config import FitConfig, config_from_mapping
 from contrastkit.train.core import (
@@ -61,6 +67,7 @@ from contrastkit.train.core import (
     TrainingCore,
     bf16_is_fast,
     progress_bar,
+    require_finite,
     resolve_device,
 )
 from contrastkit.train.logging import EPOCH_LOG, STEP_LOG, RunLogger, truncate_logs
@@ -71,6 +78,7 @@ from contrastkit.views import JigsawPretext, RotationPretext, ViewAugment, prese
 __all__ = [
     "FitResult",
     "build_model",
+    "check_out_dir",
     "evaluate_encoder",
     "fit",
     "load_run",
@@ -78,10 +86,10 @@ __all__ = [
     "summary_line",
 ]
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
-CHECKPOINT_DIR = "checkpoints"
+
+#: The files a run writes at the top of its directory (with ``checkpoints/`` and ``tensorboard/``).
+RUN_FILES = (CONFIG_FILE, STEP_LOG, EPOCH_LOG, WEIGHTS_FILE, METRICS_FILE)
+TENSORBOARD_DIR = "tensorboard"
 
 #: Config keys that may differ between a run and its resumption (they do not change the training).
 RESUME_FREE_KEYS = frozenset(
@@ -118,29 +126,6 @@ class FitResult:
     run_dir: Path
     metrics: dict[str, Any]
     model: ContrastiveModel
-
-
-def build_model(
-    config: FitConfig, in_channels: int, image_size: int | None = None
-) -> ContrastiveModel:
-    """The encoder and projection head a config describes.
-
-    ``image_size`` (the side of the square training images) is needed by encoders with a fixed
-    input shape (``scatnet``).
-    """
-    kwargs = dict(config.encoder_kwargs)
-    if config.encoder == "smallcnn":
-        kwargs.update(
-            widths=config.encoder_widths,
-            strides=config.encoder_strides,
-            pool_size=config.encoder_pool,
-        )
-    encoder = build_encoder(
-        config.encoder, in_channels=in_channels, image_size=image_size, **kwargs
-    )
-    out_dim = int(encoder.out_dim)  # type: ignore[arg-type]
-    head = MLPHead(out_dim, hidden_dim=config.head_hidden_dim, out_dim=config.head_out_dim)
-    return ContrastiveModel(encoder, head)
 
 
 def build_pretext(
@@ -283,7 +268,9 @@ def fit(
     config: FitConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Train a model as ``config`` says, evaluate it, and write the run directory ``config.out``.
 
@@ -294,14 +281,20 @@ def fit(
         config: the run.
         resume: continue the run in ``config.out`` from its newest good checkpoint (the
             configuration must match the checkpoint's except for :data:`RESUME_FREE_KEYS`).
+        overwrite: start afresh in a ``config.out`` that already holds files: the files a run
+            writes (:data:`RUN_FILES`, checkpoints, TensorBoard events) are replaced, and no other
+            file is touched. Without it such a directory is refused (:func:`check_out_dir`).
         on_step: called after every optimizer step (and its checkpoint, if one is due) with the
             step's log record; an exception from it stops the run as a crash would.
+        log: called with progress lines and the summary line of strategy runs (G-SimCLR, MCL).
 
     Returns:
         The run directory, the metrics (rank 0) and the trained model.
     """
+    if not resume:
+        check_out_dir(Path(config.out), overwrite=overwrite)
     if config.strategy != "standard":
-        return _fit_strategy(config, resume=resume, on_step=on_step)
+        return _fit_strategy(config, resume=resume, on_step=on_step, log=log)
     device = resolve_device(config.device)
     ctx = init_distributed(use_cuda=device.type == "cuda")
     finished = False
@@ -313,8 +306,39 @@ def fit(
         ctx.close(synchronize=finished)
 
 
+def check_out_dir(path: Path, *, overwrite: bool) -> None:
+    """Refuse to start a run in ``path`` when it already holds files, unless ``overwrite``.
+
+    Raises:
+        ValueError: ``path`` is a file, or a non-empty directory and ``overwrite`` is False.
+    """
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"the run directory {path} is a file; choose another out (--out)")
+    if overwrite or not path.is_dir() or not any(path.iterdir()):
+        return
+    what = "a contrastkit run" if (path / CONFIG_FILE).is_file() else "files"
+    raise ValueError(
+        f"{path} already holds {what}; continue it with `contrastkit fit --resume {path}`, choose "
+        "another --out, or pass --overwrite to replace the files a run writes (no other file "
+        "is touched)"
+    )
+
+
+def _remove_run_files(run_dir: Path, checkpoints: CheckpointManager) -> None:
+    """Delete what an earlier run wrote in ``run_dir`` (and nothing else)."""
+    checkpoints.clear()
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for events in (run_dir / TENSORBOARD_DIR).glob("events.out.tfevents.*"):
+        events.unlink()
+
+
 def _fit_strategy(
-    config: FitConfig, *, resume: bool, on_step: Callable[[dict[str, Any]], None] | None
+    config: FitConfig,
+    *,
+    resume: bool,
+    on_step: Callable[[dict[str, Any]], None] | None,
+    log: Callable[[str], None] | None,
 ) -> FitResult:
     """G-SimCLR / MCL: single-process runs of :mod:`contrastkit.train.strategies.runner`."""
     if resume:
@@ -330,7 +354,7 @@ def _fit_strategy(
         )
     from contrastkit.train.strategies.runner import run_strategy
 
-    result: FitResult = run_strategy(config)
+    result: FitResult = run_strategy(config, log=log)
     return result
 
 
@@ -468,9 +492,7 @@ def _open_run_dir(t: _Training, checkpoints: CheckpointManager, *, resume: bool)
     if not resume:
         if t.ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            checkpoints.clear()
-            for stale in (WEIGHTS_FILE, METRICS_FILE):
-                (run_dir / stale).unlink(missing_ok=True)
+            _remove_run_files(run_dir, checkpoints)
             atomic_write_json(run_dir / CONFIG_FILE, t.config.to_dict())
             for log in (STEP_LOG, EPOCH_LOG):
                 (run_dir / log).write_bytes(b"")
@@ -526,7 +548,7 @@ def _contrastive_step(
         step, idx = batch
         x = t.train.images[idx].to(t.device, non_blocking=True)
         gen = view_generator(seed=config.seed, epoch=epoch, step=step, rank=t.ctx.rank)
-        z = embed(t.augment.views(x, config.views, generator=gen))  # (b, V, D)
+        z = require_finite(embed(t.augment.views(x, config.views, generator=gen)))  # (b, V, D)
         labels = t.train.labels[idx].to(t.device) if t.needs_labels else None
         index = idx.to(t.device) if t.needs_index else None
         loss = t.criterion(z, labels, index)
@@ -717,28 +739,3 @@ def summary_line(metrics: Mapping[str, Any], run_dir: Path) -> str:
         parts.append(f"kNN {metrics['knn_acc']:.4f}, linear {metrics['linear_acc']:.4f}")
     parts.append(f"run {run_dir}")
     return "; ".join(parts)
-
-
-def load_run(run_dir: str | Path) -> tuple[FitConfig, ContrastiveModel]:
-    """Rebuild a run's configuration and model from its directory (no pickled code is executed)."""
-    path = Path(run_dir)
-    cfg_path = path / CONFIG_FILE
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{path} is not a contrastkit run directory: {cfg_path} is missing")
-    config = config_from_mapping(json.loads(cfg_path.read_text()), source=str(cfg_path))
-    weights = load_weights(path / WEIGHTS_FILE)
-    header = weights_metadata(path / WEIGHTS_FILE)
-    if "in_channels" in header:
-        in_channels = int(header["in_channels"])
-        image_size = int(header["image_size"]) if "image_size" in header else None
-    else:  # runs saved before the header held the input shape: SmallCNN only
-        first_conv = weights.get("encoder.features.0.0.weight")
-        if first_conv is None:
-            raise ValueError(
-                f"{path / WEIGHTS_FILE} has no input shape in its header and does not hold a "
-                "contrastkit SmallCNN encoder"
-            )
-        in_channels, image_size = int(first_conv.shape[1]), None
-    model = build_model(config, in_channels, image_size)
-    model.load_state_dict(weights)
-    return config, model

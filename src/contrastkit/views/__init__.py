@@ -6,7 +6,10 @@
 ``contrastkit.views.multicrop`` makes global + local crops. Other modalities:
 ``contrastkit.views.series`` (time series ``(B, C, T)``), ``contrastkit.views.tabular`` (SCARF
 corruption of rows ``(B, F)``), ``contrastkit.views.graph`` (edge dropping, feature masking, kNN
-graphs). ``contrastkit.views.pretext`` holds the rotation and jigsaw pretext tasks.
+edges), ``contrastkit.views.text`` (token-level text augmentation). ``contrastkit.views.pretext``
+holds the rotation and jigsaw pretext tasks. The package exports what a user composes views from;
+the building blocks behind them (affine matrices, size and token checks, the pretext batch
+builders) stay in their modules.
 
 Example:
     >>> import torch
@@ -17,17 +20,10 @@ Example:
     torch.Size([4, 2, 3, 32, 32])
 """
 
-from contrastkit.views import graph, multicrop, pretext, series, tabular, text
-from contrastkit.views.graph import drop_edges, graph_view, knn_graph, mask_features
+from contrastkit.views.graph import drop_edges, graph_view, knn_edges, mask_features
 from contrastkit.views.image import (
-    affine_matrix,
-    apply_affine,
-    blur_kernel_size,
-    check_images,
     color_jitter,
-    crop_matrix,
     cutout,
-    flip_matrix,
     gaussian_blur,
     gaussian_noise,
     random_affine,
@@ -42,26 +38,16 @@ from contrastkit.views.pipeline import (
     PRESETS,
     ViewAugment,
     ViewConfig,
-    check_size,
     preset,
     preset_for_dataset,
     with_color_strength,
 )
-from contrastkit.views.pretext import (
-    JigsawPretext,
-    PretextOutput,
-    RotationPretext,
-    jigsaw_batch,
-    jigsaw_permutations,
-    rotation_batch,
-)
+from contrastkit.views.pretext import JigsawPretext, PretextOutput, RotationPretext
 from contrastkit.views.series import SeriesAugment
 from contrastkit.views.tabular import ScarfCorruption, scarf_corrupt
 from contrastkit.views.text import (
     TextAugment,
     TextAugmentConfig,
-    check_synonym_table,
-    check_tokens,
     random_deletion,
     random_insertion,
     random_swap,
@@ -82,31 +68,17 @@ __all__ = [
     "TextAugmentConfig",
     "ViewAugment",
     "ViewConfig",
-    "affine_matrix",
-    "apply_affine",
-    "blur_kernel_size",
-    "check_images",
-    "check_size",
-    "check_synonym_table",
-    "check_tokens",
     "color_jitter",
-    "crop_matrix",
     "cutout",
     "drop_edges",
     "encode_crops",
-    "flip_matrix",
     "gaussian_blur",
     "gaussian_noise",
-    "graph",
     "graph_view",
-    "jigsaw_batch",
-    "jigsaw_permutations",
-    "knn_graph",
+    "knn_edges",
     "mask_features",
-    "multicrop",
     "preset",
     "preset_for_dataset",
-    "pretext",
     "random_affine",
     "random_deletion",
     "random_grayscale",
@@ -116,13 +88,9 @@ __all__ = [
     "random_swap",
     "remove_stopwords",
     "rgb_to_grayscale",
-    "rotation_batch",
     "scarf_corrupt",
-    "series",
     "solarize",
     "synonym_replacement",
-    "tabular",
-    "text",
     "token_dropout",
     "with_color_strength",
 ]

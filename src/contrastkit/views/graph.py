@@ -1,4 +1,4 @@
-"""Graph views: edge dropping, node-feature masking, and a kNN graph built from features.
+"""Graph views: edge dropping, node-feature masking, and kNN edges built from features.
 
 Graphs are given as node features ``x`` of shape ``(N, F)`` and an ``edge_index`` of shape
 ``(2, E)`` (integer; row 0 the source node, row 1 the target), the layout of PyTorch Geometric,
@@ -10,9 +10,10 @@ global one), so a seeded generator reproduces a view.
   ``undirected=True`` keeps or drops both directions of an edge together.
 - :func:`mask_features`: zero feature columns (GRACE: the same columns for every node) or single
   entries.
-- :func:`knn_graph`: connect each node to its ``k`` most similar nodes (cosine or Euclidean), as
-  SCGC / SDCN build graphs for non-graph data (METHODS.md 3.6: k = 3 on USPS); blockwise, so
-  memory grows with ``N * chunk_size``, not ``N^2``.
+- :func:`knn_edges`: an ``edge_index`` from each node to its ``k`` most similar nodes (cosine or
+  Euclidean), as SCGC / SDCN build graphs for non-graph data (docs/methods.md, section 3.6: k = 3 on USPS);
+  blockwise, so memory grows with ``N * chunk_size``, not ``N^2``. (The same graph as a sparse
+  adjacency matrix, for the graph losses, is :func:`contrastkit.losses.graph.knn_graph`.)
 - :func:`graph_view`: both perturbations at once, one call per view.
 """
 
@@ -31,7 +32,7 @@ __all__ = [
     "check_edge_index",
     "drop_edges",
     "graph_view",
-    "knn_graph",
+    "knn_edges",
     "mask_features",
 ]
 
@@ -128,7 +129,7 @@ def mask_features(
     return x.masked_fill(m, value)
 
 
-def knn_graph(
+def knn_edges(
     x: Tensor, k: int, *, metric: str = "cosine", symmetric: bool = False, chunk_size: int = 1024
 ) -> Tensor:
     """Edges from each node to its ``k`` nearest neighbours in feature space (no self loops).

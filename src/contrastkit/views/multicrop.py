@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from contrastkit._validation import check_int
 from contrastkit.views import image as ops
 from contrastkit.views.pipeline import ViewAugment, ViewConfig, check_size
 
@@ -33,12 +34,6 @@ __all__ = ["MultiCrop", "encode_crops"]
 SWAV_GLOBAL_SCALE = (0.14, 1.0)
 SWAV_LOCAL_SCALE = (0.05, 0.14)
 SWAV_LOCAL_FRACTION = 96 / 224
-
-
-def _count(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
 
 
 class MultiCrop(nn.Module):
@@ -82,8 +77,8 @@ class MultiCrop(nn.Module):
         for name, c in (("config", config), ("local_config", local_config)):
             if not isinstance(c, ViewConfig):
                 raise TypeError(f"{name} must be a ViewConfig, got {type(c).__name__}")
-        self.n_global = _count(n_global, "n_global", 1)
-        self.n_local = _count(n_local, "n_local", 0)
+        self.n_global = check_int(n_global, "n_global", minimum=1)
+        self.n_local = check_int(n_local, "n_local", minimum=0)
         self.global_size = (
             check_size(global_size, "global_size") if global_size is not None else None
         )

@@ -449,7 +449,7 @@ def with_color_strength(config: ViewConfig, strength: float) -> ViewConfig:
 
     SimCLR (Chen et al., 2020, appendix A) parameterises colour jitter by one strength ``s``:
     brightness, contrast and saturation ``0.8 s`` and hue ``0.2 s``. Its ImageNet default is
-    ``s = 1`` (0.8, 0.8, 0.8, 0.2), which ScatSimCLR uses too (METHODS.md 3.9); its CIFAR-10
+    ``s = 1`` (0.8, 0.8, 0.8, 0.2), which ScatSimCLR uses too (docs/methods.md, section 3.9); its CIFAR-10
     experiments use ``s = 0.5`` (0.4, 0.4, 0.4, 0.1), the strength of the ``"simclr"`` and
     ``"cifar"`` presets. Saturation and hue stay 0 where ``config`` has them at 0 (non-RGB
     presets).

@@ -1,7 +1,7 @@
 """Pretext tasks as regularisers of a contrastive loss: rotation prediction and jigsaw (ScatSimCLR).
 
 ScatSimCLR (Kinakh, Taran & Voloshynovskiy, "ScatSimCLR: self-supervised contrastive learning with
-pretext task regularization for small-scale datasets", 2021; METHODS.md 3.9) trains with
+pretext task regularization for small-scale datasets", 2021; docs/methods.md, section 3.9) trains with
 ``L = L_NT-Xent + lambda * L_t``, where ``L_t`` is the cross-entropy of a classifier on the
 encoder's representation ``h``:
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastkit._validation import check_choice, check_probability, check_tensor
+from contrastkit._validation import check_choice, check_int, check_probability, check_tensor
 from contrastkit.views.image import _coin, _rand, _randn_like, _range
 
 __all__ = [
@@ -86,12 +86,6 @@ def _check_sigma(sigma: object, name: str) -> float:
     ):
         raise ValueError(f"{name} must be a finite number >= 0; got {sigma!r}")
     return float(sigma)
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return value
 
 
 def _select(sel: Tensor, y: Tensor, x: Tensor) -> Tensor:
@@ -201,7 +195,7 @@ def time_warp(
     """
     check_series(x)
     sigma = _check_sigma(sigma, "sigma")
-    knots = _check_int(knots, "knots", 1)
+    knots = check_int(knots, "knots", minimum=1)
     p = check_probability(p, "p")
     w = _work(x)
     b, _, t = w.shape
@@ -244,8 +238,8 @@ def permute_segments(
         time steps of the input row.
     """
     check_series(x)
-    min_segments = _check_int(min_segments, "min_segments", 1)
-    max_segments = _check_int(max_segments, "max_segments", min_segments)
+    min_segments = check_int(min_segments, "min_segments", minimum=1)
+    max_segments = check_int(max_segments, "max_segments", minimum=min_segments)
     p = check_probability(p, "p")
     b, c, t = x.shape
     dev = x.device
@@ -296,7 +290,7 @@ def crop(
     check_series(x)
     lo, hi = _range(scale, "scale", low=0.0, high=1.0, strict_low=True)
     b, _, t = x.shape
-    size = t if size is None else _check_int(size, "size", 1)
+    size = t if size is None else check_int(size, "size", minimum=1)
     w = _work(x)
     u = _rand((b, 2), generator, x.device)
     length = torch.round((lo + (hi - lo) * u[:, 0]) * t).clamp(1, t)  # steps in the window
@@ -415,8 +409,8 @@ class SeriesAugment(nn.Module):
             ("mask_ratio", mask_ratio),
         ):
             check_probability(v, name)
-        _check_int(max_segments, "max_segments", 1)
-        _check_int(warp_knots, "warp_knots", 1)
+        check_int(max_segments, "max_segments", minimum=1)
+        check_int(warp_knots, "warp_knots", minimum=1)
         for name, v in (
             ("warp_sigma", warp_sigma),
             ("scaling_sigma", scaling_sigma),
@@ -461,7 +455,7 @@ class SeriesAugment(nn.Module):
     def views(self, x: Tensor, n_views: int, *, generator: torch.Generator | None = None) -> Tensor:
         """``n_views`` independently augmented views of each series: ``(B, V, C, T)``."""
         check_series(x)
-        _check_int(n_views, "n_views", 1)
+        check_int(n_views, "n_views", minimum=1)
         b, c, t = x.shape
         rep = x.unsqueeze(1).expand(b, n_views, c, t).reshape(b * n_views, c, t)
         return self.forward(rep, generator).view(b, n_views, c, t)

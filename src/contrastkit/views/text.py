@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from contrastkit._validation import check_choice, check_probability, check_tensor
+from contrastkit._validation import check_choice, check_int, check_probability, check_tensor
 from contrastkit.views.image import _rand
 
 __all__ = [
@@ -121,9 +121,8 @@ def check_tokens(tokens: object, name: str = "tokens") -> Tensor:
 
 
 def _check_id(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int token id; got {value!r}")
-    return value
+    """A token id: any int (numpy integers too)."""
+    return check_int(value, name)
 
 
 def _check_ids(ids: _IdSeq, name: str, device: torch.device) -> Tensor:
@@ -141,9 +140,7 @@ def _check_ids(ids: _IdSeq, name: str, device: torch.device) -> Tensor:
 
 
 def _check_count(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0; got {value!r}")
-    return value
+    return check_int(value, name, minimum=0)
 
 
 def _check_alpha(value: object, name: str = "alpha") -> float | None:

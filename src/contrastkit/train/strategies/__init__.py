@@ -26,7 +26,12 @@ from contrastkit.train.strategies.coretuning import (
     hard_pair_mixing,
     soft_label_ids,
 )
-from contrastkit.train.strategies.graph_clustering import ClusterRun, load_graph_data, scgc_cluster
+from contrastkit.train.strategies.graph_clustering import (
+    ClusterRun,
+    ScgcConfig,
+    load_graph_data,
+    scgc_cluster,
+)
 from contrastkit.train.strategies.gsimclr import fit_gsimclr
 from contrastkit.train.strategies.mcl import fit_mcl
 from contrastkit.train.strategies.modalities import fit_modality
@@ -35,6 +40,7 @@ __all__ = [
     "ClusterRun",
     "CoreTuningLoss",
     "FinetuneRun",
+    "ScgcConfig",
     "StrategyResult",
     "batch_label_purity",
     "core_tune",

@@ -6,14 +6,13 @@ they train with :func:`train_contrastive`, which reuses the trainer's pieces —
 (:func:`~contrastkit.train.loop.build_model`), the views (:class:`~contrastkit.views.ViewAugment`
 and the dataset presets), the loss registry (:func:`~contrastkit.train.loop.build_loss`), the
 optimizer and warm-up/cosine schedule (:mod:`contrastkit.train.optim`) and the per-step view seeds
-(:func:`~contrastkit.distributed.view_generator`) — but takes the batches from a callable. It has
-no checkpoints, no resume and no multi-process support.
+(:func:`~contrastkit.distributed.view_generator`) and the training core
+(:class:`~contrastkit.train.core.TrainingCore`, in fp32) — but takes the batches from a callable.
+It has no checkpoints, no resume and no multi-process support.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,8 @@ from contrastkit.eval import extract_features, knn_accuracy, linear_probe
 from contrastkit.losses import loss_info
 from contrastkit.models import ContrastiveModel
 from contrastkit.train.config import FitConfig
-from contrastkit.train.loop import build_loss, resolve_device
+from contrastkit.train.core import StepOutput, TrainingCore, require_finite, resolve_device
+from contrastkit.train.loop import build_loss
 from contrastkit.train.optim import build_optimizer, build_schedule
 from contrastkit.views import ViewAugment, preset_for_dataset
 
@@ -109,12 +109,13 @@ def train_contrastive(
     Per step: the images of the batch, ``config.views`` augmented views each (seeded by
     ``(config.seed, epoch, step)``), encoder + head, the config's loss (``reduction="none"``,
     averaged), AdamW/SGD/LARS and the warm-up + cosine schedule of ``config`` sized to
-    ``epochs * len(batches(0))`` steps. Labels are passed to losses that need them.
+    ``epochs * len(batches(0))`` steps. Labels are passed to losses that need them. The steps run
+    on :class:`~contrastkit.train.core.TrainingCore` in fp32 (``config.precision`` is not used).
 
     Args:
         model: Encoder + projection head, trained in place.
         data: Training images.
-        config: Loss, optimizer, schedule, views, seed, device and threads.
+        config: Loss, optimizer, schedule, views, seed, device, threads and gradient clipping.
         batches: The batch order of each epoch.
         epochs: Epochs to train (None: ``config.epochs``).
         loss_fn: A loss module to use instead of the config's (``reduction="none"`` or a scalar).
@@ -124,70 +125,100 @@ def train_contrastive(
 
     Returns:
         One record per epoch: ``epoch``, ``loss`` (mean over steps), ``steps``, ``seconds``.
+
+    Raises:
+        ValueError: The batch order yields no batch in epoch 0.
+        NonFiniteLossError: A step's loss is NaN or infinite.
     """
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     epochs = config.epochs if epochs is None else epochs
     device = resolve_device(config.device)
     model.to(device)
-    channels, height, _ = data.image_shape
-    name = augment_name or config.augment or config.data
-    augment = ViewAugment(preset_for_dataset(name, channels=channels, image_size=height))
-    criterion = (loss_fn if loss_fn is not None else build_loss(config, len(data))).to(device)
-    needs_labels = loss_info(config.loss).needs_labels if loss_fn is None else False
+    step = _ContrastiveStep.build(model, data, config, device, loss_fn, augment_name)
     steps_per_epoch = len(batches(0))
     if steps_per_epoch == 0:
         raise ValueError("the batch order yields no batch in epoch 0")
-    params = list(model.parameters()) + list(criterion.parameters())
-    optimizer = build_optimizer(config, params)
-    step_config = FitConfig(**{**config.to_dict(), "epochs": epochs})
-    schedule = build_schedule(step_config, optimizer, steps_per_epoch)
+    core = _contrastive_core(step, config, epochs, steps_per_epoch, tag)
     history: list[dict[str, Any]] = []
     for epoch in range(epochs):
-        model.train()
-        start = time.perf_counter()
-        total, steps = 0.0, 0
-        for step, idx in enumerate(batches(epoch)):
-            x = data.images[idx].to(device)
-            gen = view_generator(seed=config.seed, epoch=epoch, step=step, rank=0)
-            views = augment.views(x, config.views, generator=gen)
-            b, v = views.shape[:2]
-            _, z = model(views.reshape(b * v, *views.shape[2:]))
-            z = z.float().reshape(b, v, -1)
-            if needs_labels:
-                out = criterion(z, data.labels[idx].to(device))
-            else:
-                out = criterion(z)
-            loss = out.mean()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"loss became {value} at epoch {epoch + 1}, step {step + 1}; lower the "
-                    "learning rate or raise the temperature"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
-            schedule.step()
-            total += value
-            steps += 1
-        record: dict[str, Any] = {
-            "epoch": epoch + 1,
-            "loss": total / max(steps, 1),
-            "steps": steps,
-            "seconds": time.perf_counter() - start,
-        }
-        if tag:
-            record["stage"] = tag
+        summary = core.run_epoch(
+            epoch, enumerate(batches(epoch)), step.for_epoch(epoch), train=[model]
+        )
+        record = summary.record(**({"stage": tag} if tag else {}))
         history.append(record)
         if log is not None:
             log(
                 f"{tag + ' ' if tag else ''}epoch {epoch + 1}/{epochs}: loss {record['loss']:.4f} "
-                f"({steps} steps, {record['seconds']:.1f} s)"
+                f"({summary.steps} steps, {record['seconds']:.1f} s)"
             )
     return history
+
+
+@dataclass(frozen=True)
+class _ContrastiveStep:
+    """What one step of :func:`train_contrastive` uses: views -> model -> loss."""
+
+    model: ContrastiveModel
+    data: ArrayDataset
+    config: FitConfig
+    device: torch.device
+    augment: ViewAugment
+    criterion: nn.Module
+    needs_labels: bool
+
+    @classmethod
+    def build(
+        cls,
+        model: ContrastiveModel,
+        data: ArrayDataset,
+        config: FitConfig,
+        device: torch.device,
+        loss_fn: nn.Module | None,
+        augment_name: str | None,
+    ) -> _ContrastiveStep:
+        """The views of ``augment_name`` (or the config's) and ``loss_fn`` (or the config's)."""
+        channels, height, _ = data.image_shape
+        name = augment_name or config.augment or config.data
+        augment = ViewAugment(preset_for_dataset(name, channels=channels, image_size=height))
+        criterion = (loss_fn if loss_fn is not None else build_loss(config, len(data))).to(device)
+        needs_labels = loss_info(config.loss).needs_labels if loss_fn is None else False
+        return cls(model, data, config, device, augment, criterion, needs_labels)
+
+    def for_epoch(self, epoch: int) -> Callable[[tuple[int, Tensor]], StepOutput]:
+        """The step function of ``epoch``: ``(step, indices) -> StepOutput``."""
+
+        def step_fn(batch: tuple[int, Tensor]) -> StepOutput:
+            step, idx = batch
+            x = self.data.images[idx].to(self.device)
+            gen = view_generator(seed=self.config.seed, epoch=epoch, step=step, rank=0)
+            views = self.augment.views(x, self.config.views, generator=gen)
+            b, v = views.shape[:2]
+            _, z = self.model(views.reshape(b * v, *views.shape[2:]))
+            z = require_finite(z.float().reshape(b, v, -1))
+            if self.needs_labels:
+                out = self.criterion(z, self.data.labels[idx].to(self.device))
+            else:
+                out = self.criterion(z)
+            return StepOutput(loss=out.mean())
+
+        return step_fn
+
+
+def _contrastive_core(
+    step: _ContrastiveStep, config: FitConfig, epochs: int, steps_per_epoch: int, tag: str
+) -> TrainingCore:
+    """The config's optimizer and schedule (sized to ``epochs``) on a fp32 training core."""
+    params = list(step.model.parameters()) + list(step.criterion.parameters())
+    optimizer = build_optimizer(config, params)
+    step_config = FitConfig(**{**config.to_dict(), "epochs": epochs})
+    return TrainingCore(
+        optimizer,
+        schedule=build_schedule(step_config, optimizer, steps_per_epoch),
+        device=step.device,
+        grad_clip=config.grad_clip,
+        name=f"contrastive training ({tag})" if tag else "contrastive training",
+    )
 
 
 def evaluate_features(

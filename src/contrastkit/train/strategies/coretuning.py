@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,9 +47,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastkit._validation import check_choice, check_embeddings, check_labels, check_positive
-from contrastkit.eval.features import _check_int, _first_output, _module_device
+from contrastkit._validation import (
+    check_choice,
+    check_embeddings,
+    check_int,
+    check_labels,
+    check_positive,
+)
+from contrastkit.eval.features import _first_output, _module_device
 from contrastkit.losses import FocalSupCon
+from contrastkit.train.core import StepOutput, TrainingCore
 
 __all__ = [
     "CoreTuningLoss",
@@ -140,7 +148,7 @@ def hard_pair_mixing(
     f = check_embeddings(features, "features")
     b = f.shape[0]
     y = check_labels(labels, b).to(f.device)
-    num_classes = _check_int(num_classes, "num_classes", minimum=1)
+    num_classes = check_int(num_classes, "num_classes", minimum=1)
     if b and (int(y.min()) < 0 or int(y.max()) >= num_classes):
         raise ValueError(
             f"labels must lie in [0, {num_classes}); got [{int(y.min())}, {int(y.max())}]"
@@ -227,9 +235,9 @@ class CoreTuningLoss(nn.Module):
         reference_argmin: bool = False,
     ) -> None:
         super().__init__()
-        self.feature_dim = _check_int(feature_dim, "feature_dim")
-        self.num_classes = _check_int(num_classes, "num_classes", minimum=2)
-        contrast_dim = _check_int(contrast_dim, "contrast_dim")
+        self.feature_dim = check_int(feature_dim, "feature_dim", minimum=1)
+        self.num_classes = check_int(num_classes, "num_classes", minimum=2)
+        contrast_dim = check_int(contrast_dim, "contrast_dim", minimum=1)
         self.eta = check_positive(eta, "eta", allow_zero=True)
         self.alpha = check_positive(alpha, "alpha")
         if not 0.0 <= float(min_negative_lambda) <= 1.0:
@@ -334,6 +342,92 @@ def _features(encoder: nn.Module, x: Tensor) -> Tensor:
     return out.reshape(out.shape[0], -1)
 
 
+def _initial_head(
+    body: nn.Module, probe: Tensor, seed: int, *, method: str, **settings: Any
+) -> nn.Module:
+    """The head of ``method`` on ``body``'s features, initialised from ``seed`` on ``probe``'s device.
+
+    ``"core"``: a :class:`CoreTuningLoss` built with ``settings``; ``"ce"``: a bias-free
+    ``Linear(F, num_classes)``. ``body`` is left in eval mode and the global generators as they
+    were.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        body.eval()
+        with torch.no_grad():
+            dim = _features(body, probe).shape[1]
+        if method == "core":
+            return CoreTuningLoss(feature_dim=dim, **settings).to(probe.device)
+        return nn.Linear(dim, settings["num_classes"], bias=False).to(probe.device)
+
+
+def _optimizer(
+    name: str, params: list[nn.Parameter], lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """AdamW, or SGD with Nesterov momentum 0.9 (the reference's)."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+
+
+def _cosine_schedule(
+    opt: torch.optim.Optimizer, total: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step cosine decay of the learning rate to 0 over ``total`` steps (then 0)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+    )
+
+
+def _fine_tuning_step(
+    body: nn.Module,
+    head: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    core: TrainingCore,
+    augment: Callable[..., Tensor] | None,
+    gen: torch.Generator,
+    mix_gen: torch.Generator,
+) -> Callable[[Tensor], StepOutput]:
+    """The step on a batch of indices: (augment with ``gen`` ->) features -> the objective.
+
+    Core-tuning's mixing draws from ``mix_gen``, plain cross-entropy draws nothing. Non-finite
+    features make a NaN loss value, so a diverging encoder stops training through the core's
+    non-finite-loss policy for both methods (not as the loss's bad-input ``ValueError``).
+    """
+
+    def step(idx: Tensor) -> StepOutput:
+        xb, yb = x[idx], y[idx]
+        if augment is not None:
+            xb = augment(xb, generator=gen)
+        xb, yb = core.to_device(xb), yb.to(core.device)
+        feats = _features(body, xb)
+        if not bool(torch.isfinite(feats).all()):
+            return StepOutput(loss=feats.sum(), value=math.nan, samples=idx.numel())
+        if isinstance(head, CoreTuningLoss):
+            loss = head(feats, yb, generator=mix_gen).loss
+        else:
+            loss = F.cross_entropy(head(feats), yb)
+        return StepOutput(loss=loss, samples=idx.numel())
+
+    return step
+
+
+@torch.no_grad()
+def _test_accuracy(
+    body: nn.Module, head: nn.Module, x: Tensor, y: Tensor, dev: torch.device
+) -> float:
+    """Accuracy of ``head`` on ``body``'s features, both in eval mode, in batches of 512."""
+    body.eval()
+    head.eval()
+    correct = 0
+    for s in range(0, x.shape[0], 512):
+        feats = _features(body, x[s : s + 512].to(dev))
+        logits = head.predict(feats) if isinstance(head, CoreTuningLoss) else head(feats)
+        correct += int((logits.argmax(1).cpu() == y[s : s + 512]).sum())
+    return correct / x.shape[0]
+
+
 def core_tune(
     encoder: nn.Module,
     train: Any,
@@ -380,24 +474,31 @@ def core_tune(
         seed: Seed of the heads, batches and augmentation; the mixing uses ``seed`` plus a fixed
             offset.
         device: Where to train (None: the encoder's device).
-    """
-    import time
 
+    Returns:
+        A :class:`FinetuneRun`.
+
+    Raises:
+        TypeError: If ``encoder`` is not an ``nn.Module`` or the data have the wrong type.
+        ValueError: On bad settings.
+        NonFiniteLossError: If the loss becomes NaN or infinite (a ``FloatingPointError``; the
+            message names the epoch and the step).
+    """
     method = check_choice(method, "method", METHODS)
     optimizer = check_choice(optimizer, "optimizer", OPTIMIZERS)
     if not isinstance(encoder, nn.Module):
         raise TypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
     x_train, y_train = _images_labels(train, "train")
     x_test, y_test = _images_labels(test, "test")
-    epochs = _check_int(epochs, "epochs")
-    batch_size = _check_int(batch_size, "batch_size", minimum=2)
+    epochs = check_int(epochs, "epochs", minimum=1)
+    batch_size = check_int(batch_size, "batch_size", minimum=2)
     check_positive(lr, "lr")
     check_positive(weight_decay, "weight_decay", allow_zero=True)
     if num_classes is None:
         num_classes = getattr(train, "num_classes", None)
     if num_classes is None:
         num_classes = int(max(int(y_train.max()), int(y_test.max()))) + 1
-    num_classes = _check_int(num_classes, "num_classes", minimum=2)
+    num_classes = check_int(num_classes, "num_classes", minimum=2)
     dev = torch.device(device) if device is not None else _module_device(encoder)
     body = copy.deepcopy(encoder).to(dev)
     # Two streams: ``gen`` orders the batches and drives ``augment`` (identical for both methods),
@@ -405,80 +506,41 @@ def core_tune(
     # batches or augmentations that CE sees at the same seed.
     gen = torch.Generator().manual_seed(seed)
     mix_gen = torch.Generator().manual_seed(seed + _MIX_SEED_OFFSET)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        body.eval()
-        with torch.no_grad():
-            dim = _features(body, x_train[:2].to(dev)).shape[1]
-        head: nn.Module
-        if method == "core":
-            head = CoreTuningLoss(
-                feature_dim=dim,
-                num_classes=num_classes,
-                contrast_dim=contrast_dim,
-                eta=eta,
-                alpha=alpha,
-                temperature=temperature,
-                detach_original=detach_original,
-                reference_argmin=reference_argmin,
-            )
-        else:
-            head = nn.Linear(dim, num_classes, bias=False)
-        head = head.to(dev)
-    params = list(body.parameters()) + list(head.parameters())
-    opt: torch.optim.Optimizer
-    if optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    head = _initial_head(
+        body,
+        x_train[:2].to(dev),
+        seed,
+        method=method,
+        num_classes=num_classes,
+        contrast_dim=contrast_dim,
+        eta=eta,
+        alpha=alpha,
+        temperature=temperature,
+        detach_original=detach_original,
+        reference_argmin=reference_argmin,
+    )
     n = x_train.shape[0]
     steps_per_epoch = n // batch_size + (1 if n % batch_size >= 2 else 0)
-    total = max(epochs * steps_per_epoch, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total) / total))
+    opt = _optimizer(optimizer, [*body.parameters(), *head.parameters()], lr, weight_decay)
+    core = TrainingCore(
+        opt,
+        schedule=_cosine_schedule(opt, max(epochs * steps_per_epoch, 1)),
+        device=dev,
+        name=f"{method} fine-tuning",
     )
+    step = _fine_tuning_step(body, head, x_train, y_train, core, augment, gen, mix_gen)
     losses: list[float] = []
     start = time.perf_counter()
-    for _ in range(epochs):
-        body.train()
-        head.train()
+    for epoch in range(epochs):
         order = torch.randperm(n, generator=gen)
-        loss_sum, seen = 0.0, 0
-        for s in range(0, n, batch_size):
-            idx = order[s : s + batch_size]
-            if idx.numel() < 2:
-                continue
-            xb, yb = x_train[idx], y_train[idx]
-            if augment is not None:
-                xb = augment(xb, generator=gen)
-            xb, yb = xb.to(dev), yb.to(dev)
-            feats = _features(body, xb)
-            if isinstance(head, CoreTuningLoss):
-                loss = head(feats, yb, generator=mix_gen).loss
-            else:
-                loss = F.cross_entropy(head(feats), yb)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"{method} fine-tuning loss became {value}; lower lr")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += value * idx.numel()
-            seen += idx.numel()
-        losses.append(loss_sum / max(seen, 1))
+        batches = (idx for idx in order.split(batch_size) if idx.numel() >= 2)
+        losses.append(core.run_epoch(epoch, batches, step, train=[body, head]).loss)
+    core.close()
     seconds = time.perf_counter() - start
-    body.eval()
-    head.eval()
-    correct = 0
-    with torch.no_grad():
-        for s in range(0, x_test.shape[0], 512):
-            feats = _features(body, x_test[s : s + 512].to(dev))
-            logits = head.predict(feats) if isinstance(head, CoreTuningLoss) else head(feats)
-            correct += int((logits.argmax(1).cpu() == y_test[s : s + 512]).sum())
+    accuracy = _test_accuracy(body, head, x_test, y_test, dev)
     return FinetuneRun(
         method=method,
-        accuracy=correct / x_test.shape[0],
+        accuracy=accuracy,
         epoch_losses=losses,
         encoder=body,
         head=head,

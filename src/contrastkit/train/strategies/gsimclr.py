@@ -1,7 +1,7 @@
 """G-SimCLR: SimCLR whose batches spread over pseudo-label clusters (METHODS.md 3.8).
 
 Pseudo-labels come from k-means (``K = batch size``) on a denoising autoencoder's pooled latents
-(:func:`~contrastkit.data.pseudo_labels.gsimclr_pseudo_labels`); batches follow
+(:func:`~contrastkit.train.autoencoder.gsimclr_pseudo_labels`); batches follow
 :class:`~contrastkit.data.samplers.ClusterSpreadBatchSampler`, so two samples of one cluster —
 likely of one class — rarely meet as negatives. :func:`fit_gsimclr` trains it and, with the same
 initialisation, loss, views, optimizer and number of epochs, plain SimCLR with random batches.
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from contrastkit.data.pseudo_labels import gsimclr_pseudo_labels
 from contrastkit.data.samplers import ClusterSpreadBatchSampler
+from contrastkit.train.autoencoder import gsimclr_pseudo_labels
 from contrastkit.train.config import FitConfig
 from contrastkit.train.loop import build_model, evaluate_encoder
 from contrastkit.train.strategies._common import (

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from contrastkit._validation import check_int
 from contrastkit.data.pseudo_labels import stage_clusters
 from contrastkit.data.samplers import CellBatchSampler, mixed_radix_labels
 from contrastkit.eval import extract_features
@@ -66,11 +67,16 @@ def fit_mcl(
         stages), ``mcl_last_*`` (the last stage's encoder alone), ``simclr_*``, the number of
         cells and the same-label pair fraction of each stage's batches; ``extras["stage_models"]``
         and ``extras["cells"]``.
+
+    Raises:
+        TypeError: ``stages`` or ``epochs_per_stage`` is not an int.
+        ValueError: ``stages`` < 1, or a stage would get no epoch.
+        NonFiniteLossError: A step's loss is NaN or infinite.
     """
-    if isinstance(stages, bool) or not isinstance(stages, int) or stages < 1:
-        raise ValueError(f"stages must be an int >= 1, got {stages!r}")
+    stages = check_int(stages, "stages", minimum=1)
     per_stage = config.epochs // stages if epochs_per_stage is None else epochs_per_stage
-    if isinstance(per_stage, bool) or not isinstance(per_stage, int) or per_stage < 1:
+    per_stage = check_int(per_stage, "epochs_per_stage")
+    if per_stage < 1:
         raise ValueError(
             f"each stage needs >= 1 epoch; got epochs_per_stage={per_stage} (config.epochs="
             f"{config.epochs}, stages={stages})"

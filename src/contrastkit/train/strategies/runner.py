@@ -59,7 +59,7 @@ def _own_metrics(name: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_strategy(config: FitConfig, *, log: Callable[[str], None] | None = print) -> Any:
+def run_strategy(config: FitConfig, *, log: Callable[[str], None] | None = None) -> Any:
     """Train ``config.strategy`` and write the run directory ``config.out``.
 
     Returns:

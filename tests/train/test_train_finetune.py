@@ -1,13 +1,21 @@
-"""Tests of contrastkit.eval.finetune."""
+"""Tests of contrastkit.train.finetune: fine-tuning on the training core."""
 
 from __future__ import annotations
+
+import importlib
+import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
 from contrastkit.data import ArrayDataset
-from contrastkit.eval import FinetuneResult, finetune
+from contrastkit.train import FinetuneResult, finetune
+from contrastkit.train.core import NonFiniteLossError
+
+# ``contrastkit.train.finetune`` as an attribute is the function; the module is in sys.modules.
+finetune_module = importlib.import_module("contrastkit.train.finetune")
 
 
 def _data(n: int, seed: int) -> ArrayDataset:
@@ -123,3 +131,75 @@ def test_errors(kwargs: dict[str, object], error: type, match: str) -> None:
 def test_rejects_non_modules() -> None:
     with pytest.raises(TypeError, match=r"nn\.Module"):
         finetune("enc", _data(4, 0), _data(4, 1))  # type: ignore[arg-type]
+
+
+# Recorded from the hand-written loop this module had before it moved onto the training core
+# (contrastkit.eval.finetune at the commit before the move); the port must reproduce them.
+ORIGINAL_LOOP = {
+    "plain": (
+        {"epochs": 3, "batch_size": 16, "lr": 1e-2, "seed": 1},
+        [1.2637469959259033, 0.9872055149078369, 0.8791764569282532],
+        0.7,
+        0.68,
+    ),
+    "augmented": (
+        {
+            "epochs": 2,
+            "batch_size": 20,
+            "lr": 3e-3,
+            "head_lr": 1e-2,
+            "schedule": "constant",
+            "seed": 4,
+            "augment": lambda x, generator=None: (
+                x + 0.05 * torch.randn(x.shape, generator=generator)
+            ),
+        },
+        [1.1363294124603271, 0.9210876941680908],
+        0.6333333333333333,
+        0.62,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ORIGINAL_LOOP))
+def test_numbers_match_the_original_loop(case: str) -> None:
+    kwargs, losses, accuracy, train_accuracy = ORIGINAL_LOOP[case]
+    result = finetune(_encoder(), _data(50, 0), _data(30, 1), **kwargs)  # type: ignore[arg-type]
+    assert result.epoch_losses == pytest.approx(losses, abs=1e-6)
+    assert result.accuracy == pytest.approx(accuracy)
+    assert result.train_accuracy == pytest.approx(train_accuracy)
+
+
+@pytest.mark.parametrize(
+    ("poisoned_call", "where"), [(3, "epoch 1, step 3"), (5, "epoch 2, step 1")]
+)
+def test_nan_loss_stops_with_the_step(poisoned_call: int, where: str) -> None:
+    calls: list[int] = []
+
+    def augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        calls.append(len(calls) + 1)
+        return x * math.nan if len(calls) == poisoned_call else x
+
+    with pytest.raises(NonFiniteLossError, match="fine-tuning stopped") as info:
+        finetune(_encoder(), _data(50, 0), _data(10, 1), epochs=2, batch_size=16, augment=augment)
+    assert where in str(info.value) and "nan" in str(info.value)
+    assert f"optimizer step {poisoned_call})" in str(info.value)
+    assert isinstance(info.value, FloatingPointError) and not isinstance(info.value, ValueError)
+
+
+def test_infinite_loss_stops_before_the_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    enc = _encoder()
+    before = [p.detach().clone() for p in enc.parameters()]
+    calls: list[int] = []
+
+    def exploding(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        loss = nn.functional.cross_entropy(logits, target)
+        return loss * math.inf if len(calls) == 2 else loss
+
+    monkeypatch.setattr(finetune_module, "F", SimpleNamespace(cross_entropy=exploding))
+    with pytest.raises(NonFiniteLossError, match=r"inf at epoch 1, step 2"):
+        finetune(enc, _data(40, 0), _data(10, 1), epochs=1, batch_size=16, copy_encoder=False)
+    after = list(enc.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(before, after, strict=True))  # step 1 ran
+    assert all(bool(torch.isfinite(p).all()) for p in after)  # the infinite step did not

@@ -1,7 +1,8 @@
-"""MoCo-style training objectives: a momentum key encoder, a key queue, optional MoCHi mixing.
+"""MoCo-style objectives: a momentum key encoder, a key queue, optional MoCHi mixing.
 
 :class:`MomentumQueueObjective` packages what MoCo adds to a views loss so that the training loop and
-:class:`~contrastkit.distributed.DistributedLoss` treat it like any other loss:
+:class:`~contrastkit.distributed.DistributedLoss` treat it like any other loss (it is registered as
+``moco_v2``, and :class:`MoCHiObjective` as ``mochi``, with ``LossInfo.momentum_encoder`` set):
 
 - it owns the momentum (EMA) copy of the model, :class:`~contrastkit.models.momentum.MomentumEncoder`
   (attached by the trainer with :meth:`~MomentumQueueObjective.attach`), and the
@@ -30,22 +31,15 @@ Not done here: MoCo's shuffling batch norm (the key encoder's batch norm uses pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from contrastkit._validation import check_probability, check_reduction, check_views
-from contrastkit.losses import HardNegativeMixer, LossInfo, MoCoLoss, loss_names, register_loss
+from contrastkit._validation import check_int, check_probability, check_reduction, check_views
+from contrastkit.losses.mixing import HardNegativeMixer, MoCoLoss
 from contrastkit.models.momentum import KeyQueue, MomentumEncoder
 
-__all__ = [
-    "MoCHiObjective",
-    "MomentumLossInfo",
-    "MomentumQueueObjective",
-    "register_momentum_losses",
-]
+__all__ = ["MoCHiObjective", "MomentumQueueObjective"]
 
 
 class MomentumQueueObjective(nn.Module):
@@ -71,12 +65,22 @@ class MomentumQueueObjective(nn.Module):
         mix_query: MoCHi's ``s'`` (mixtures of the query with a hard negative).
         mix_beta_max: upper bound of the query's share in ``s'`` mixtures (paper: 0.5).
         mix_start_step: first training step at which mixing is applied (warm-up; the paper's policy
-            is unverified, METHODS.md 3.2).
+            is unverified, ``docs/methods.md``, section 3.2).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (``(N,)``).
         chunk_size: queries per block of the engine (None: automatic).
 
     Shape:
         views ``(N, 2, D)``: queries in ``[:, 0]``, keys in ``[:, 1]``.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> loss = MomentumQueueObjective(queue_size=16)
+        >>> loss.attach(nn.Linear(4, 3), dim=3)  # the trainer attaches its model
+        >>> queries = torch.randn(8, 3)
+        >>> keys = loss.encode_keys(torch.randn(8, 4))
+        >>> loss(torch.stack([queries, keys], dim=1)).shape
+        torch.Size([])
     """
 
     steps: Tensor
@@ -97,16 +101,10 @@ class MomentumQueueObjective(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
-            raise ValueError(f"queue_size must be a positive integer, got {queue_size!r}")
-        if (
-            isinstance(mix_start_step, bool)
-            or not isinstance(mix_start_step, int)
-            or mix_start_step < 0
-        ):
-            raise ValueError(f"mix_start_step must be an integer >= 0, got {mix_start_step!r}")
+        self.queue_size = check_int(queue_size, "queue_size", minimum=1)
+        mix_start_step = check_int(mix_start_step, "mix_start_step", minimum=0)
+        mix_hard = check_int(mix_hard, "mix_hard", minimum=0)
         self.momentum = check_probability(momentum, "momentum")
-        self.queue_size = queue_size
         self.reduction = check_reduction(reduction)
         self.criterion = MoCoLoss(
             temperature=temperature, decoupled=decoupled, reduction="none", chunk_size=chunk_size
@@ -192,17 +190,23 @@ class MomentumQueueObjective(nn.Module):
         )
 
 
-@dataclass(frozen=True)
-class MomentumLossInfo(LossInfo):
-    """A registry entry whose loss needs the trainer's momentum encoder (queries and keys)."""
-
-    momentum_encoder: bool = True
-
-
 class MoCHiObjective(MomentumQueueObjective):
     """:class:`MomentumQueueObjective` with MoCHi's mixing on by default: ``(N, s, s') = (256, 256,
     64)``, a scaled-down version of the paper's ImageNet setting (1024, 1024, 128) for queues of a few
-    thousand keys (our choice). Same arguments as :class:`MomentumQueueObjective`."""
+    thousand keys (our choice). Same arguments as :class:`MomentumQueueObjective`.
+
+    Paper: Kalantidis et al., "Hard Negative Mixing for Contrastive Learning" (NeurIPS 2020);
+    ``docs/methods.md``, section 3.2.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> loss = MoCHiObjective(queue_size=32, mix_hard=8, mix_pairs=4, mix_query=2)
+        >>> loss.attach(nn.Linear(4, 3), dim=3)  # the trainer attaches its model
+        >>> keys = loss.encode_keys(torch.randn(8, 4))
+        >>> loss(torch.stack([torch.randn(8, 3), keys], dim=1)).shape
+        torch.Size([])
+    """
 
     def __init__(
         self,
@@ -232,27 +236,3 @@ class MoCHiObjective(MomentumQueueObjective):
             reduction=reduction,
             chunk_size=chunk_size,
         )
-
-
-def register_momentum_losses() -> None:
-    """Register ``moco_v2`` and ``mochi`` (idempotent; names already taken are left alone)."""
-    known = set(loss_names())
-    if "moco_v2" not in known:
-        register_loss(
-            MomentumLossInfo(
-                "moco_v2",
-                MomentumQueueObjective,
-                "MoCo v2: InfoNCE against a queue of momentum keys (training loop)",
-            )
-        )
-    if "mochi" not in known:
-        register_loss(
-            MomentumLossInfo(
-                "mochi",
-                MoCHiObjective,
-                "MoCHi: MoCo v2 with synthetic hard negatives (training loop)",
-            )
-        )
-
-
-register_momentum_losses()
