@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +60,21 @@ def test_every_recipe_loads_in_a_fresh_interpreter() -> None:
         """
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_sources_cite_only_files_inside_the_repository() -> None:
+    """No line of src/ points at a file outside the repository; cited docs/ files exist."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    outside = re.compile(r"METHODS\.md|PEERS\.md|seed-papers|\.\./shared|shared/reference")
+    cited = re.compile(r"docs/([\w./-]+\.md)")
+    bad, missing = [], set()
+    for path in sorted((root / "src").rglob("*")):
+        if path.suffix not in {".py", ".yaml", ".md"}:
+            continue
+        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+            if outside.search(line):
+                bad.append(f"{path.relative_to(root)}:{lineno}: {line.strip()}")
+            missing |= {m for m in cited.findall(line) if not (root / "docs" / m).is_file()}
+    assert bad == [] and missing == set(), (bad, missing)

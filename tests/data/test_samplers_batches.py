@@ -1,4 +1,4 @@
-"""Invariants of the G-SimCLR, MCL and group-pair batch samplers (METHODS.md 3.8)."""
+"""Invariants of the G-SimCLR, MCL and group-pair batch samplers (docs/methods.md 3.8)."""
 
 from __future__ import annotations
 

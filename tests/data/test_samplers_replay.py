@@ -1,4 +1,4 @@
-"""The COCONUT rehearsal buffer and the replay anchor mask for SupCon (METHODS.md 2.3c, 3.8)."""
+"""The COCONUT rehearsal buffer and the replay anchor mask for SupCon (docs/methods.md 2.3c, 3.8)."""
 
 from __future__ import annotations
 

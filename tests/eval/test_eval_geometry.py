@@ -1,4 +1,4 @@
-"""Tests of contrastkit.eval.geometry (METHODS.md 2.8)."""
+"""Tests of contrastkit.eval.geometry (docs/methods.md 2.8)."""
 
 from __future__ import annotations
 

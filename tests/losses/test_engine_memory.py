@@ -13,6 +13,7 @@ break the same bound: the measurement can tell ``N * chunk`` from ``N^2``.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import weakref
 from collections.abc import Callable
@@ -87,10 +88,19 @@ class PeakMemory(TorchDispatchMode):
         return out
 
 
-def peak_bytes(run: Callable[[], None], *inputs: Tensor) -> int:
-    """Peak extra bytes of ``run()`` (forward and backward), not counting ``inputs``."""
-    with PeakMemory(*inputs) as mem:
-        run()
+def peak_bytes(run: Callable[[], object], *inputs: Tensor) -> int:
+    """Peak extra bytes of ``run()`` (forward and backward), not counting ``inputs``.
+
+    The cyclic garbage collector is off while it runs, so that the peak does not depend on when a
+    collection happens to run (storages are freed by reference counting alone).
+    """
+    gc.collect()
+    gc.disable()
+    try:
+        with PeakMemory(*inputs) as mem:
+            run()
+    finally:
+        gc.enable()
     return mem.peak
 
 

@@ -1,4 +1,4 @@
-"""Tests of the scattering transform and the ScatNet + adapter encoder (METHODS.md 3.9)."""
+"""Tests of the scattering transform and the ScatNet + adapter encoder (docs/methods.md 3.9)."""
 
 from __future__ import annotations
 

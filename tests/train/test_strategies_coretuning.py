@@ -1,4 +1,4 @@
-"""Core-tuning (METHODS.md 3.5): hard-pair mining and mixing, the loss, its flags, the loop."""
+"""Core-tuning (docs/methods.md 3.5): hard-pair mining and mixing, the loss, its flags, the loop."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests of the rotation and jigsaw pretext tasks (METHODS.md 3.9)."""
+"""Tests of the rotation and jigsaw pretext tasks (docs/methods.md 3.9)."""
 
 from __future__ import annotations
 

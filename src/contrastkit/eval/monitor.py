@@ -4,7 +4,7 @@ The trainer calls :func:`epoch_metrics` every ``monitor_every`` epochs (``FitCon
 with subsets of the training and test sets (see :func:`subset`), and writes the returned numbers
 into that epoch's line of ``epochs.jsonl``; ``contrastkit report`` plots them over the epochs.
 
-The numbers (METHODS.md 2.8):
+The numbers (docs/methods.md 2.8):
 
 - ``knn_acc``: cosine kNN accuracy (InstDisc weighted votes, temperature 0.07) of the held-out
   features against the training-subset features;

@@ -4,12 +4,12 @@
   pre-projection features ``h`` (the encoder's output), the post-projection ``z`` (the head's
   output) and the intermediate layers of the projection head.
 - :func:`layerwise_probe`: linear-probe accuracy of each of those layers. Xue et al., "Investigating
-  the Benefits of Projection Head for Representation Learning" (ICLR 2024; METHODS.md 2.8, 2.9)
+  the Benefits of Projection Head for Representation Learning" (ICLR 2024; docs/methods.md 2.8, 2.9)
   compare exactly these: features before the head are usually better for downstream tasks, because
   the head lets the loss down-weight features that the encoder keeps.
 - :func:`attribute_probe`: linear-probe accuracy of each of several attributes of the same images
   from the same features, the generic form of the feature-suppression probe of "Learning the
-  Unlearned: Mitigating Feature Suppression in Contrastive Learning" (MCL, 2024; METHODS.md 2.8).
+  Unlearned: Mitigating Feature Suppression in Contrastive Learning" (MCL, 2024; docs/methods.md 2.8).
   An attribute whose accuracy stays near chance is one the representation suppressed.
 """
 

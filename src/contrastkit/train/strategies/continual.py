@@ -1,4 +1,4 @@
-"""Class-incremental SupCon with a rehearsal buffer (COCONUT's replay term; METHODS.md 2.3c, 3.8).
+"""Class-incremental SupCon with a rehearsal buffer (COCONUT's replay term; docs/methods.md 2.3c, 3.8).
 
 The classes arrive in tasks (default: pairs of classes in order). While training task ``t`` the
 encoder sees only task ``t``'s images; a :class:`~contrastkit.data.samplers.ReplayBuffer`
@@ -14,7 +14,7 @@ the buffer's samples, every row of the batch is a candidate (``anchor_mask=``, s
 (plain experience replay with SupCon); ``buffer_capacity=0`` trains without replay.
 
 COCONUT's audio-text term on the new data and its teacher-student variants are not reproduced
-(its exact negative set is [UNVERIFIED] in METHODS.md). Paper: Cappellazzo et al., "Continual
+(its exact negative set is [UNVERIFIED] in docs/methods.md). Paper: Cappellazzo et al., "Continual
 Contrastive Spoken Language Understanding" (2023).
 """
 

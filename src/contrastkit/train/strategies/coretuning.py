@@ -1,6 +1,6 @@
 r"""Core-tuning: contrast-regularised fine-tuning of a contrastively pre-trained encoder.
 
-Per batch of B labelled samples with encoder features ``f`` (METHODS.md 3.5;
+Per batch of B labelled samples with encoder features ``f`` (docs/methods.md 3.5;
 Vanint/Core-tuning ``Core-tuning.py``):
 
 1. **Hard negative mixing**: a random permutation ``pi`` and ``lambda ~ Beta(alpha, alpha)`` per

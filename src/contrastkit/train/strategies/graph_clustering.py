@@ -168,6 +168,11 @@ class ScgcConfig:
             check_int(getattr(self, name), name, minimum=1)
         for name in ("epochs", "pretrain_epochs", "smooth_steps", "seed"):
             check_int(getattr(self, name), name, minimum=0)
+        if self.seed >= 2**32:
+            raise ValueError(
+                "seed must be an integer in [0, 2**32) (it seeds torch and k-means), got "
+                f"{self.seed}"
+            )
         check_optional_int(self.center_refresh_every, "center_refresh_every", minimum=1)
         for name in ("alpha", "beta"):
             check_positive(getattr(self, name), name, allow_zero=True)

@@ -1,4 +1,4 @@
-"""G-SimCLR: SimCLR whose batches spread over pseudo-label clusters (METHODS.md 3.8).
+"""G-SimCLR: SimCLR whose batches spread over pseudo-label clusters (docs/methods.md 3.8).
 
 Pseudo-labels come from k-means (``K = batch size``) on a denoising autoencoder's pooled latents
 (:func:`~contrastkit.train.autoencoder.gsimclr_pseudo_labels`); batches follow

@@ -1,4 +1,4 @@
-"""MCL: multistage contrastive learning with cell-restricted negatives (METHODS.md 3.8).
+"""MCL: multistage contrastive learning with cell-restricted negatives (docs/methods.md 3.8).
 
 Stage 0 trains SimCLR with random batches. After each stage the current encoder's training
 features are clustered (:func:`~contrastkit.data.pseudo_labels.stage_clusters`, MiniBatchKMeans,

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from contrastkit.data.arrays import check_seed
 from contrastkit.data.series import SeriesSplit, load_series_dataset
 from contrastkit.eval import extract_features, knn_accuracy, linear_probe
 from contrastkit.losses import InfoNCE
@@ -111,6 +112,7 @@ def fit_modality(
         ValueError: Fewer than 2 training samples, or bad data.
         NonFiniteLossError: A step's loss is NaN or infinite.
     """
+    seed = check_seed(seed)  # before the data are read
     split = (
         data if isinstance(data, SeriesSplit) else load_series_dataset(data, root=root, seed=seed)
     )
