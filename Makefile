@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench-fmnist clean
+.PHONY: demo test lint docs docs-test package bench-fmnist clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache --no-logo
+
+# The documentation site, into site/ (open site/index.html); warnings are errors.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+# The site built in a temporary folder and opened in headless Chromium (slow tests; CI runs this).
+docs-test: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m slow tests/test_docs_site.py
+
+# sdist and wheel in dist/, checked by twine; then the wheel goes into a fresh virtual environment
+# and trains from an empty directory (tests/test_packaging.py, slow; CI runs this).
+package: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	CONTRASTKIT_DIST=dist OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m slow tests/test_packaging.py
 
 bench-fmnist: $(STAMP)
 	$(BIN)/python benchmarks/fashion_mnist.py

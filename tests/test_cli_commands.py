@@ -23,6 +23,7 @@ COMMANDS = [
     "cluster",
     "fit-arrays",
     "download",
+    "zeroshot",
 ]
 
 

@@ -19,6 +19,7 @@ from torch import Tensor
 __all__ = [
     "check_choice",
     "check_chunk_size",
+    "check_device",
     "check_embeddings",
     "check_finite",
     "check_int",
@@ -101,6 +102,33 @@ def _check_int(
 def check_chunk_size(chunk_size: object) -> int | None:
     """Validate a ``chunk_size`` argument (rows per block): an int >= 1, or None for automatic."""
     return check_optional_int(chunk_size, "chunk_size", minimum=1)
+
+
+def check_device(device: object, name: str = "device") -> torch.device:
+    """Return ``device`` as a :class:`torch.device` that exists on this machine.
+
+    Accepts what :class:`torch.device` accepts (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a
+    device) for the CPU, an available CUDA GPU or Apple's MPS; anything else is a ``ValueError``
+    instead of a ``RuntimeError`` from deep inside torch.
+    """
+    try:
+        dev = torch.device(device)  # type: ignore[call-overload]
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"{name} must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}"
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{name} {device!r}: CUDA is not available on this machine; use 'cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"{name} {device!r}: this machine has {count} CUDA device(s)")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"{name} {device!r}: MPS is not available on this machine; use 'cpu'")
+    elif dev.type != "cpu":
+        raise ValueError(f"{name} must be 'cpu', 'cuda[:N]' or 'mps', got {device!r}")
+    return dev
 
 
 def check_positive(value: float, name: str, *, allow_zero: bool = False) -> float:

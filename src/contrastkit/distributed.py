@@ -14,6 +14,9 @@ Every loss then goes through the same wrapper, :class:`DistributedLoss`:
    anchor (``(N, V)`` or ``(N,)``);
 3. the terms of this rank's anchors, rows ``rank * n ... rank * n + n - 1``, are kept and averaged.
 
+Two-tower losses (CLIP, CLIP-rocket, bimodal SogCLR / iSogCLR) go through
+:class:`DistributedPairLoss`, the same three steps with both towers' embeddings gathered.
+
 ``gather_with_grad`` is ``all_gather`` forward; backward, it ``all_reduce``\ s (SUM) the incoming
 gradient of the global batch over the ranks, then returns this rank's slice. (The gradient is
 neither left local, lightly#1528, nor divided by the world size, lightly#1977.)
@@ -65,6 +68,7 @@ from torch import Tensor, nn
 __all__ = [
     "DistContext",
     "DistributedLoss",
+    "DistributedPairLoss",
     "ShardedBatchSampler",
     "all_reduce_mean",
     "average_gradients",
@@ -245,6 +249,24 @@ def gather_tensor(x: Tensor) -> Tensor:
     return torch.cat(parts, dim=0)
 
 
+def broadcast_text(text: str, *, device: torch.device | None = None) -> str:
+    """Rank 0's ``text`` on every rank (``text`` itself in a single process).
+
+    The bytes travel as a uint8 tensor (nothing is pickled); ``device`` must be a CUDA device
+    under NCCL.
+    """
+    if not _active():
+        return text
+    data = torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).to(device)
+    size = torch.tensor([data.numel()], dtype=torch.int64, device=device)
+    dist.broadcast(size, src=0)
+    buffer = (
+        data if dist.get_rank() == 0 else torch.empty(int(size), dtype=torch.uint8, device=device)
+    )
+    dist.broadcast(buffer, src=0)
+    return bytes(buffer.cpu().tolist()).decode("utf-8")
+
+
 def all_reduce_mean(x: Tensor) -> Tensor:
     """The mean of ``x`` over the ranks (a detached copy; ``x`` itself in a single process)."""
     if not _active():
@@ -327,6 +349,68 @@ class DistributedLoss(nn.Module):
                 f"{type(self.loss).__name__}(reduction='none') must return one term per anchor, "
                 f"with the {all_views.shape[0]} instances along dim 0; got shape "
                 f"{tuple(terms.shape)}"
+            )
+        return terms[rank * n : (rank + 1) * n].mean()
+
+
+class DistributedPairLoss(nn.Module):
+    """:class:`DistributedLoss`'s convention for two-tower losses: both towers are gathered.
+
+    ``loss`` (built with ``reduction="none"``) takes ``(a, b, *extra)`` and returns one term per
+    pair, ``(N,)``. ``forward(a (n, D), b (n, D), *extra, index=None)`` gathers ``a``, ``b`` and
+    every tensor of ``extra`` (e.g. augmented-view embeddings ``(n, A, D)``) from every rank with
+    :func:`gather_with_grad`, so that both towers see the negatives of the global batch with their
+    gradients, gathers the dataset indices without gradient (per-sample state, e.g. SogCLR's, is
+    then updated identically on every rank), computes the terms on the global batch and returns the
+    mean of this rank's pairs (the anchors stay local). ``None`` entries of ``extra`` are passed on
+    as ``None``. The module docstring's proof applies unchanged: with DDP's gradient averaging, the
+    gradient equals the single-process one on the concatenated batch. In a single process it is
+    the mean of all terms, i.e. the loss's ``"mean"`` reduction.
+
+    Args:
+        loss: a two-tower loss module with ``reduction="none"``.
+
+    Example:
+        >>> from contrastkit.losses import CLIPLoss
+        >>> image, text = torch.randn(8, 16), torch.randn(8, 16)
+        >>> wrapped = DistributedPairLoss(CLIPLoss(reduction="none"))
+        >>> bool(torch.allclose(wrapped(image, text), CLIPLoss()(image, text)))
+        True
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        reduction = getattr(loss, "reduction", None)
+        if reduction != "none":
+            raise ValueError(
+                "DistributedPairLoss needs a loss built with reduction='none' (one term per pair); "
+                f"{type(loss).__name__} has reduction={reduction!r}"
+            )
+        self.loss = loss
+
+    def forward(
+        self, a: Tensor, b: Tensor, *extra: Tensor | None, index: Tensor | None = None
+    ) -> Tensor:
+        n = a.shape[0]
+        if b.shape[0] != n or any(e is not None and e.shape[0] != n for e in extra):
+            raise ValueError(
+                "DistributedPairLoss: a, b and the extra inputs must hold the same number of "
+                f"pairs; got {[a.shape[0], b.shape[0], *(e.shape[0] for e in extra if e is not None)]}"
+            )
+        if _active():
+            _check_same_rows(a, "DistributedPairLoss")
+            rank = dist.get_rank()
+            all_a, all_b = gather_with_grad(a), gather_with_grad(b)
+            all_extra = [gather_with_grad(e) if e is not None else None for e in extra]
+            all_index = gather_tensor(index) if index is not None else None
+        else:
+            rank, all_a, all_b, all_extra, all_index = 0, a, b, list(extra), index
+        kwargs = {"index": all_index} if all_index is not None else {}
+        terms: Tensor = self.loss(all_a, all_b, *all_extra, **kwargs)
+        if terms.dim() != 1 or terms.shape[0] != all_a.shape[0]:
+            raise ValueError(
+                f"{type(self.loss).__name__}(reduction='none') must return one term per pair, "
+                f"shape ({all_a.shape[0]},); got shape {tuple(terms.shape)}"
             )
         return terms[rank * n : (rank + 1) * n].mean()
 

@@ -461,20 +461,7 @@ ACCEPTED_RANKS = {("koleo", "embeddings"): (2, 3), ("uniformity", "views"): (2, 
 
 
 def _wrong_rank_params() -> list[Any]:
-    out = []
-    for n in NAMES:
-        marks = []
-        if n == "uniformity":
-            marks.append(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="BUG: Uniformity.per_view reports a views tensor of the wrong rank as "
-                    "'embeddings must have shape (N, D)': it names neither the argument (views) "
-                    "nor the (N, V, D) form it accepts",
-                )
-            )
-        out.append(pytest.param(n, id=n, marks=marks))
-    return out
+    return [pytest.param(n, id=n) for n in NAMES]
 
 
 @pytest.mark.parametrize("name", _wrong_rank_params())

@@ -361,15 +361,17 @@ def test_topk_multi_positive_rows_keep_all_positives() -> None:
 
 def test_topk_selection_is_blockwise(monkeypatch: pytest.MonkeyPatch) -> None:
     """The no-grad selection never multiplies more than chunk_size anchor rows at once."""
+    from contrastkit.losses import infonce
+
     x = make_views(6, 2, 4, seed=14)
     seen: list[int] = []
-    real_topk = torch.Tensor.topk
+    real_topk = infonce.topk_stable
 
-    def spy(self: Tensor, *args: object, **kwargs: object) -> object:
-        seen.append(self.shape[0])
-        return real_topk(self, *args, **kwargs)  # type: ignore[arg-type]
+    def spy(block: Tensor, k: int, **kwargs: float) -> tuple[Tensor, Tensor]:
+        seen.append(block.shape[0])
+        return real_topk(block, k, **kwargs)
 
-    monkeypatch.setattr(torch.Tensor, "topk", spy)
+    monkeypatch.setattr(infonce, "topk_stable", spy)
     InfoNCE(temperature=0.3, topk_negatives=2, chunk_size=5)(x)
     assert seen == [5, 5, 2]
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from contrastkit._validation import check_int
 from contrastkit.runs import atomic_write_json, save_weights
 from contrastkit.train.strategies import StrategyResult, fit_modality
 
@@ -54,9 +55,9 @@ def run_arrays(args: argparse.Namespace) -> int:
     Raises:
         ValueError: A flag out of range, or data that cannot be loaded (exit code 2 in ``main``).
     """
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     _check_flags(args)
+    if args.threads is not None:
+        torch.set_num_threads(check_int(args.threads, "--threads", minimum=1))
     result = fit_modality(
         args.data,
         epochs=args.epochs,

@@ -19,10 +19,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def run_losses(args: argparse.Namespace) -> int:
-    """One line per registered loss: its name, how it is fed, and what it is."""
-    for name in loss_names():
-        info = loss_info(name)
-        print(f"{name:<12} {info.input_kind:<6} {info.summary}")
+    """One line per registered loss: its name, how it is fed, and what it is (aligned columns)."""
+    infos = [loss_info(name) for name in loss_names()]
+    name_width = max((len(info.name) for info in infos), default=0)
+    kind_width = max((len(info.input_kind) for info in infos), default=0)
+    for info in infos:
+        print(f"{info.name:<{name_width}}  {info.input_kind:<{kind_width}}  {info.summary}")
     return 0
 
 
@@ -31,7 +33,10 @@ def run_recipes(args: argparse.Namespace) -> int:
     if args.name is not None:
         print(recipe_text(args.name), end="")
         return 0
-    for name in recipe_names():
-        recipe = load_recipe(name)
-        print(f"{name:<12} {recipe.values.get('loss', ''):<12} {recipe.description}")
+    recipes = [load_recipe(name) for name in recipe_names()]
+    name_width = max((len(recipe.name) for recipe in recipes), default=0)
+    loss_width = max((len(str(recipe.values.get("loss", ""))) for recipe in recipes), default=0)
+    for recipe in recipes:
+        loss = str(recipe.values.get("loss", ""))
+        print(f"{recipe.name:<{name_width}}  {loss:<{loss_width}}  {recipe.description}")
     return 0

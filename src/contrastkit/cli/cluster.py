@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from contrastkit._validation import check_int
 from contrastkit.train.strategies.graph_clustering import (
     CLUSTER_PRESETS,
     SELECTIONS,
@@ -179,8 +180,9 @@ def cluster_config(args: argparse.Namespace) -> ScgcConfig:
 
 def run_cluster(args: argparse.Namespace) -> int:
     """``contrastkit cluster``: SCGC on a dataset, printing last-epoch and best-epoch metrics."""
+    config = cluster_config(args)  # every setting is checked before the data are read
     if args.threads is not None:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(check_int(args.threads, "--threads", minimum=1))
     data = load_graph_data(args.data, root=args.data_root, image_size=args.image_size)
     features = data.features
     if args.run_dir is not None:
@@ -190,7 +192,6 @@ def run_cluster(args: argparse.Namespace) -> int:
         if data.labels is None:
             raise ValueError("--clusters is required when the data have no labels 'y'")
         clusters = int(torch.unique(data.labels).numel())
-    config = cluster_config(args)
     run = scgc_cluster(
         features,
         clusters,

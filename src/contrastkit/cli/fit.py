@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from contrastkit.cli._output import print_metrics
+from contrastkit.data import known_datasets
 from contrastkit.runs import FitConfig, config_from_mapping, default_out_dir
 from contrastkit.train import FitResult, fit, resume_run
 from contrastkit.train.loop import summary_line
@@ -18,6 +19,10 @@ FLAG_KEYS = (
     "loss",
     "data",
     "data_root",
+    "pairs",
+    "csv_img_key",
+    "csv_caption_key",
+    "csv_separator",
     "epochs",
     "batch_size",
     "views",
@@ -89,8 +94,33 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--loss", default=hide, help=f"loss name (see `contrastkit losses`; default {d.loss})"
     )
-    p.add_argument("--data", default=hide, help="digits, fashion-mnist, or a path to an .npz file")
+    p.add_argument(
+        "--data",
+        default=hide,
+        help=f"{', '.join(known_datasets())}, a path to an .npz file, or a folder of class "
+        "folders of images; digits-captions or fashion-mnist-captions (generated captions) for "
+        "two towers",
+    )
     p.add_argument("--data-root", default=hide, help="folder holding the dataset files")
+    p.add_argument(
+        "--pairs",
+        default=hide,
+        help="a CSV/TSV file of image paths and captions, or an .npz of a_train, b_train, a_test, "
+        "b_test: trains two towers (with clip, cliprocket, sogclr_bimodal, isogclr_bimodal)",
+    )
+    p.add_argument(
+        "--csv-img-key", default=hide, help=f"column of the image paths (default {d.csv_img_key})"
+    )
+    p.add_argument(
+        "--csv-caption-key",
+        default=hide,
+        help=f"column of the captions (default {d.csv_caption_key})",
+    )
+    p.add_argument(
+        "--csv-separator",
+        default=hide,
+        help="field separator (default: ',' for a .csv file, a tab otherwise)",
+    )
     p.add_argument("--epochs", type=int, default=hide, help=f"default {d.epochs}")
     p.add_argument(
         "--batch-size", type=int, default=hide, help=f"global batch (default {d.batch_size})"

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from contrastkit.cli._output import print_metrics
-from contrastkit.eval import embed_run, load_embeddings, write_report
-from contrastkit.runs import load_run
+from contrastkit.eval import embed_run, evaluate_two_tower, load_embeddings, write_report
+from contrastkit.runs import is_two_tower_run, load_run, load_two_tower_run
 from contrastkit.train import evaluate_encoder
 
 __all__ = ["add_parsers"]
@@ -17,7 +17,11 @@ __all__ = ["add_parsers"]
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """Add the ``eval``, ``report`` and ``embed`` sub-commands to ``sub``."""
-    p = sub.add_parser("eval", help="recompute kNN and linear-probe accuracy of a run")
+    p = sub.add_parser(
+        "eval",
+        help="recompute kNN and linear-probe accuracy of a run (two-tower runs: also retrieval "
+        "and zero-shot)",
+    )
     p.add_argument("run_dir")
     p.add_argument("--data-root", default=None)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -46,15 +50,61 @@ def _add_embed_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output file: .npz, .npy or .safetensors")
     p.add_argument("--data", default=None, help="dataset to embed (default: the run's own)")
     p.add_argument("--split", default="test", choices=["train", "test", "all"])
-    p.add_argument("--layer", default="h", choices=["h", "z"], help="h: encoder, z: head output")
+    p.add_argument(
+        "--layer",
+        default=None,
+        choices=["h", "z"],
+        help="h: encoder, z: head output / shared space (default: h; z for two-tower runs)",
+    )
+    p.add_argument(
+        "--tower",
+        default=None,
+        help="two-tower runs: which tower, image|text (or series|vector, or the side a|b; "
+        "default: a); --data then names other images or a text file, one text per line",
+    )
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--device", default=None, help="where to run the model (default: cpu)")
     p.set_defaults(handler=run_embed)
 
 
+def _print_two_tower(metrics: dict[str, float], run_dir: Path) -> None:
+    """Zero-shot, retrieval (both ways) and probe lines of a two-tower evaluation."""
+    if "zero_shot_top1" in metrics:
+        tops = ", ".join(
+            f"top-{k[len('zero_shot_top') :]} {metrics[k]:.4f}"
+            for k in metrics
+            if k.startswith("zero_shot_top")
+        )
+        print(f"zero-shot accuracy:     {tops}")
+    for key in metrics:
+        if key.endswith("_R@1"):
+            direction = key[: -len("_R@1")]
+            recalls = "  ".join(f"R@{k} {metrics[f'{direction}_R@{k}']:.4f}" for k in (1, 5, 10))
+            median = metrics[f"{direction}_median_rank"]
+            label = direction.replace("_to_", " -> ") + ":"
+            print(f"{label:<24}{recalls}  median rank {median:g}")
+    print_metrics(metrics, run_dir)
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    """Recompute and print the kNN and linear-probe accuracy of a run's frozen encoder."""
+    """Recompute and print the kNN and linear-probe accuracy of a run's frozen encoder.
+
+    For a two-tower run: retrieval both ways and zero-shot accuracy on the held-out pairs too.
+    """
+    if is_two_tower_run(args.run_dir):
+        tt_config, tt_model = load_two_tower_run(args.run_dir)
+        tt_metrics = evaluate_two_tower(
+            tt_model,
+            tt_config.load_pairs(root=args.data_root),
+            knn_k=tt_config.knn_k,
+            knn_temperature=tt_config.knn_temperature,
+        )
+        if args.json:
+            print(json.dumps(tt_metrics, indent=2))
+        else:
+            _print_two_tower(tt_metrics, Path(args.run_dir))
+        return 0
     config, model = load_run(args.run_dir)
     split = config.load_data(root=args.data_root)
     metrics = evaluate_encoder(
@@ -95,9 +145,11 @@ def run_embed(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         batch_size=args.batch_size,
         device=args.device,
+        tower=args.tower,
     )
     feats = load_embeddings(files[0])["features"]
-    print(f"embedded {feats.shape[0]} images into {feats.shape[1]} dimensions:")
+    what = "samples" if args.tower is not None else "images"
+    print(f"embedded {feats.shape[0]} {what} into {feats.shape[1]} dimensions:")
     for path in files:
         print(f"  {path}")
     return 0

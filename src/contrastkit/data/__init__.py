@@ -7,6 +7,8 @@
   pickled code (under ``root`` or ``$CONTRASTKIT_DATA_DIR``; ``download_cifar(name, DIR)``).
 - Any ``.npz`` file of arrays, and any folder of class folders of images
   (:func:`load_image_folder`).
+- ``load_caption_dataset("digits-captions")`` / ``"fashion-mnist-captions"``: those images paired
+  with GENERATED captions (class names, templates, measured attributes; :mod:`.captions`).
 
 Every loader returns a :class:`DataSplit` of :class:`ArrayDataset` s holding float32 images
 ``(N, C, H, W)`` in ``[0, 1]`` and int64 labels ``0..K-1``. Batch samplers are in
@@ -21,6 +23,7 @@ Example:
 """
 
 from contrastkit.data.arrays import DATA_DIR_ENV, ArrayDataset, DatasetNotFoundError, DataSplit
+from contrastkit.data.captions import caption_datasets, load_caption_dataset
 from contrastkit.data.cifar import download_cifar, find_cifar, load_cifar
 from contrastkit.data.datasets import find_fashion_mnist, known_datasets, load_dataset
 from contrastkit.data.download import DownloadError, download_fashion_mnist
@@ -32,11 +35,13 @@ __all__ = [
     "DataSplit",
     "DatasetNotFoundError",
     "DownloadError",
+    "caption_datasets",
     "download_cifar",
     "download_fashion_mnist",
     "find_cifar",
     "find_fashion_mnist",
     "known_datasets",
+    "load_caption_dataset",
     "load_cifar",
     "load_dataset",
     "load_image_folder",

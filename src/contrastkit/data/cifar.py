@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from contrastkit.data.arrays import DATA_DIR_ENV, ArrayDataset, DatasetNotFoundError, DataSplit
-from contrastkit.data.download import DownloadError, _downloaded
+from contrastkit.data.download import DownloadError, _downloaded, check_url, prepare_root
 
 __all__ = [
     "CIFAR_BASE_URL",
@@ -118,8 +118,11 @@ CIFAR_SPECS: dict[str, CifarSpec] = {
 }
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global (a function or class) outside the allowed few."""
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """A pickle asked for a global (a function or class) outside the allowed few.
+
+    Also a ``ValueError``: a refused file is bad input (``contrastkit`` exits with code 2).
+    """
 
 
 class CifarFormatError(ValueError):
@@ -537,7 +540,8 @@ def download_cifar(
 
     Raises:
         TypeError: For arguments of the wrong type.
-        ValueError: For an unknown ``name`` or a ``timeout`` that is not positive.
+        ValueError: For an unknown ``name``, a ``timeout`` that is not positive, a ``url``
+            without a scheme urllib opens, or a ``root`` that is a file.
         DownloadError: (an ``OSError``) if the archive cannot be fetched, fails the MD5 check, is
             not a gzipped tar, has unsafe or missing members, or holds invalid batches.
     """
@@ -550,8 +554,9 @@ def download_cifar(
         raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    folder = Path(root).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    if url is not None:
+        check_url(url)
+    folder = prepare_root(root)
     if not force:
         try:
             return find_cifar(spec.name, folder)

@@ -16,8 +16,10 @@ Every loader returns a :class:`DataSplit` of two :class:`ArrayDataset` s: float3
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -284,29 +286,103 @@ def _resolve_npz(path: Path, root: str | os.PathLike[str] | None) -> Path:
     )
 
 
+#: Errors reading a damaged member of a zip archive can raise.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError)
+
+
+def _check_npz_file(path: Path) -> None:
+    """Refuse a file that is empty or not a zip archive, saying what it is instead."""
+    if path.stat().st_size == 0:
+        raise ValueError(
+            f"{path}: cannot read it as an .npz file: the file is empty (0 bytes); expected a "
+            "zip archive of named arrays (numpy.savez)"
+        )
+    if not zipfile.is_zipfile(path):
+        with path.open("rb") as fh:
+            head = fh.read(8)
+        if head.startswith(b"\x93NUMPY"):
+            raise ValueError(
+                f"{path}: holds a single array (.npy), expected an .npz archive of named arrays"
+            )
+        raise ValueError(
+            f"{path}: cannot read it as an .npz file: not a zip archive of .npy arrays (as "
+            f"numpy.savez writes); it starts with the bytes {head!r}"
+        )
+
+
+def _check_npz_member(archive: zipfile.ZipFile, key: str, path: Path) -> None:
+    """Check one member's .npy header against its stored size before numpy allocates it.
+
+    An .npy header states the array's dtype and shape; numpy allocates that much before reading.
+    A header that declares more bytes than the member stores (or an object array, which only
+    pickle can read) is refused here.
+    """
+    where = f"{path}[{key}]"
+    try:
+        info = archive.getinfo(f"{key}.npy")
+        with archive.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    except _ZIP_ERRORS as exc:
+        raise ValueError(f"{where}: not a readable .npy array ({exc})") from exc
+    if dtype.hasobject:
+        raise ValueError(
+            f"{where}: an array of Python objects ({dtype}), which only pickle can read; "
+            "contrastkit reads numeric arrays only (store images as uint8 or float, labels as int)"
+        )
+    declared = math.prod(shape) * dtype.itemsize
+    if declared > info.file_size:
+        raise ValueError(
+            f"{where}: its header declares shape {shape} of {dtype} ({declared} bytes) but the "
+            f"archive stores {info.file_size} bytes; the file is damaged"
+        )
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays x_train, y_train, x_test, y_test (or x, y) of an .npz file, checked first."""
+    _check_npz_file(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            keys = {n[: -len(".npy")] for n in zf.namelist() if n.endswith(".npy")}
+            if set(_NPZ_SPLIT_KEYS) <= keys:
+                wanted: tuple[str, ...] = _NPZ_SPLIT_KEYS
+            elif set(_NPZ_XY_KEYS) <= keys:
+                wanted = _NPZ_XY_KEYS
+            else:
+                raise ValueError(
+                    f"{path}: expected arrays {', '.join(_NPZ_SPLIT_KEYS)} or "
+                    f"{', '.join(_NPZ_XY_KEYS)}; found {', '.join(sorted(keys)) or 'none'}"
+                )
+            for key in wanted:
+                _check_npz_member(zf, key, path)
+        with np.load(path, allow_pickle=False) as archive:
+            arrays: dict[str, np.ndarray] = {}
+            for key in wanted:
+                try:
+                    arrays[key] = archive[key]
+                except _ZIP_ERRORS as exc:
+                    raise ValueError(f"{path}[{key}]: cannot read the array ({exc})") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        raise ValueError(f"{path}: cannot read it as an .npz file ({exc})") from exc
+    return arrays
+
+
 def _load_npz(path: Path, *, seed: int, test_fraction: float) -> DataSplit:
     """Images and labels from an .npz file, pre-split or split here by ``seed``."""
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path}: cannot read it as an .npz file ({exc})") from exc
-    if not isinstance(loaded, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: holds a single array, expected an .npz archive of named arrays")
-    with loaded as archive:
-        keys = set(archive.files)
-        if set(_NPZ_SPLIT_KEYS) <= keys:
-            arrays = {k: archive[k] for k in _NPZ_SPLIT_KEYS}
-        elif set(_NPZ_XY_KEYS) <= keys:
-            arrays = {k: archive[k] for k in _NPZ_XY_KEYS}
-        else:
-            raise ValueError(
-                f"{path}: expected arrays {', '.join(_NPZ_SPLIT_KEYS)} or "
-                f"{', '.join(_NPZ_XY_KEYS)}; found {', '.join(sorted(keys)) or 'none'}"
-            )
+    arrays = _read_npz(path)
     name = path.stem
     if "x" in arrays:
         images = _npz_images(arrays["x"], f"{path}[x]")
         y = _npz_labels(arrays["y"], images.shape[0], f"{path}[y]")
+        if len(y) < 2:
+            raise ValueError(
+                f"{path}: holds {len(y)} sample{'' if len(y) == 1 else 's'}; it is split into a "
+                "training and a test part here, which needs at least 2 (training needs at "
+                "least 2 training samples)"
+            )
         classes, y_all = np.unique(y, return_inverse=True)
         train_idx, test_idx = split_indices(y_all, test_fraction=test_fraction, seed=seed)
         y_t = torch.from_numpy(y_all.astype(np.int64))

@@ -13,6 +13,7 @@ import http.client
 import os
 import shutil
 import tempfile
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,8 +25,13 @@ __all__ = [
     "FASHION_MNIST_FILES",
     "FASHION_MNIST_MD5",
     "DownloadError",
+    "check_url",
     "download_fashion_mnist",
+    "prepare_root",
 ]
+
+#: URL schemes the downloads open (urllib's).
+URL_SCHEMES = ("http", "https", "ftp", "file")
 
 #: Zalando Research's official server for Fashion-MNIST.
 DEFAULT_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -59,6 +65,42 @@ _FASHION_MNIST_HINT = (
 
 class DownloadError(OSError):
     """A file could not be fetched, or what came is not the expected file."""
+
+
+def check_url(url: str) -> str:
+    """Check that ``url`` has a scheme the downloads can open; return it.
+
+    Raises:
+        ValueError: No scheme, or one urllib does not open (the message lists those it does).
+    """
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in URL_SCHEMES:
+        raise ValueError(
+            f"url {url!r} has {'no scheme' if not scheme else f'the scheme {scheme!r}'}; "
+            f"expected {', '.join(s + '://' for s in URL_SCHEMES)} (file:// for a local copy)"
+        )
+    return url
+
+
+def prepare_root(root: str | os.PathLike[str]) -> Path:
+    """The download folder ``root``, created if missing; a file in its place is refused.
+
+    Raises:
+        ValueError: ``root`` or one of its parents is a file.
+        DownloadError: The folder cannot be created (permissions, a full disk).
+    """
+    folder = Path(root).expanduser()
+    for path in (folder, *folder.parents):
+        if path.exists() and not path.is_dir():
+            raise ValueError(
+                f"download root {folder}: {path} is a file; expected a folder to put the files "
+                "in (it is created if missing)"
+            )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DownloadError(f"cannot create the download root {folder}: {exc}") from exc
+    return folder
 
 
 def _md5(path: Path) -> str:
@@ -172,13 +214,15 @@ def download_fashion_mnist(
         ``root`` as a :class:`~pathlib.Path`.
 
     Raises:
+        ValueError: A ``timeout`` that is not positive, a ``base_url`` without a scheme urllib
+            opens, or a ``root`` that is a file.
         DownloadError: (an ``OSError``) if a file cannot be fetched or is not a valid Fashion-MNIST
             IDX file.
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    folder = Path(root).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    check_url(base_url)
+    folder = prepare_root(root)
     base = base_url if base_url.endswith("/") else base_url + "/"
     check_md5 = base_url.rstrip("/") == DEFAULT_URL.rstrip("/")
     for name in FASHION_MNIST_FILES:

@@ -6,8 +6,13 @@ Two layouts are read (class names are the subfolder names, sorted, mapped to ``0
     ROOT/train/<class>/<image>             used as given; the test part may be called
     ROOT/test/<class>/<image>              ``test``, ``val`` or ``validation``
 
+A folder that holds ``train/`` (or only a test part) with class folders inside, but not both
+parts, is ambiguous (is ``train`` a class?) and refused with what was found and what is expected.
+
 Images are decoded with Pillow (the ``images`` extra) into one in-memory float32 array, so this
-suits the small and medium sets contrastkit trains on a CPU, not ImageNet. If every image is
+suits the small and medium sets contrastkit trains on a CPU, not ImageNet. An image larger than
+Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``, about 89 million pixels) is
+refused before its pixels are decoded. If every image is
 grayscale the data have one channel, otherwise three (RGB; alpha is dropped); 16-bit grayscale is
 rescaled to 8 bits. All images must have one size unless ``image_size`` is given: then each is
 resized so that its shorter side is ``image_size`` and centre-cropped to a square.
@@ -16,6 +21,7 @@ resized so that its shorter side is ``image_size`` and centre-cropped to a squar
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,6 +71,28 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     return classes
 
 
+def _check_unambiguous(folder: Path) -> None:
+    """Refuse ``train/`` (or ``test/``) with class folders inside when the other part is missing.
+
+    Read as the flat layout, such a folder would train on one class named "train".
+    """
+    for name in ("train", *_TEST_NAMES):
+        part = folder / name
+        if not part.is_dir():
+            continue
+        inner = sorted(p.name for p in part.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not inner:
+            continue
+        shown = ", ".join(inner[:5]) + (", ..." if len(inner) > 5 else "")
+        missing = "test/ (or val/, validation/) folder" if name == "train" else "train/ folder"
+        raise ValueError(
+            f"{folder}: ambiguous layout: {name}/ holds class folders ({shown}) but there is no "
+            f"{missing}; expected ROOT/<class>/<image> (split here by the seed) or "
+            "ROOT/train/<class>/<image> + ROOT/test/<class>/<image>. Add the missing part, or "
+            f"give {part} as the data to split it here"
+        )
+
+
 def find_image_folder_splits(root: str | os.PathLike[str]) -> dict[str, dict[str, list[Path]]]:
     """The image files under ``root``, by split and class.
 
@@ -77,8 +105,8 @@ def find_image_folder_splits(root: str | os.PathLike[str]) -> dict[str, dict[str
 
     Raises:
         DatasetNotFoundError: If ``root`` is not a folder, or holds no class folder with images.
-        ValueError: If a class folder holds no image, or the test part has classes the train part
-            lacks.
+        ValueError: If a class folder holds no image, the test part has classes the train part
+            lacks, or only one of ``train/`` and ``test/`` is there with class folders inside.
     """
     folder = Path(root).expanduser()
     if not folder.is_dir():
@@ -93,6 +121,7 @@ def find_image_folder_splits(root: str | os.PathLike[str]) -> dict[str, dict[str
                 "use the same class folders"
             )
     else:
+        _check_unambiguous(folder)
         parts = {"all": _class_files(folder)}
     for part, classes in parts.items():
         where = folder if part == "all" else (folder / "train" if part == "train" else test_dir)
@@ -132,8 +161,17 @@ def _resize_square(img: Any, size: int) -> Any:
 
 
 def _open(path: Path) -> Any:
+    """Open ``path`` (header only); a decompression bomb, warning or error, is refused."""
+    image = _pil()
     try:
-        return _pil().open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", image.DecompressionBombWarning)
+            return image.open(path)
+    except (image.DecompressionBombError, image.DecompressionBombWarning) as exc:
+        raise ValueError(
+            f"{path}: refused as a possible decompression bomb: {exc} (the limit is "
+            "PIL.Image.MAX_IMAGE_PIXELS; resize the image, or raise the limit if you trust it)"
+        ) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read it as an image ({exc})") from exc
 

@@ -11,12 +11,16 @@ grad, and is sized for CPU use on tens of thousands of samples.
 - :func:`cluster_metrics`, :func:`clustering_accuracy`: k-means NMI / ARI / Hungarian accuracy;
   :func:`modularity`: label-free quality of a partition of a graph.
 - :func:`alignment`, :func:`uniformity`, :func:`tolerance`, :func:`singular_values`,
-  :func:`effective_rank`, :func:`hardness_profile`: geometry of the representation (METHODS.md 2.8).
+  :func:`effective_rank`, :func:`hardness_profile`: geometry of the representation (docs/methods.md 2.8).
 - :func:`epoch_metrics`: monitoring during training (kNN and geometry every K epochs).
 - :func:`collect_features`, :func:`layerwise_probe`, :func:`attribute_probe`, :func:`probe_layers`:
   probes of pre-/post-projection and head layers, and per-attribute (feature suppression) probes.
 - :func:`write_report`: plots and a self-contained HTML report of a run (needs the ``plot`` extra).
 - :func:`embed_run`, :func:`save_embeddings`, :func:`load_embeddings`: export embeddings.
+- :func:`retrieval_metrics`, :func:`zero_shot_classifier`, :func:`zero_shot_predict`,
+  :func:`zero_shot_accuracy`: two-tower evaluation (recall@k, ranks, prompt-ensembled zero-shot);
+  :func:`evaluate_two_tower` (a two-tower run's final metrics), :func:`zero_shot_run` (classify a
+  run's images with any class names), :func:`embed_side`, :func:`two_tower_embeddings`.
 """
 
 from contrastkit.eval.clustering import cluster_metrics, clustering_accuracy, modularity
@@ -40,10 +44,24 @@ from contrastkit.eval.probes import (
     probe_layers,
 )
 from contrastkit.eval.report import MissingExtraError, write_report
+from contrastkit.eval.retrieval import (
+    retrieval_metrics,
+    zero_shot_accuracy,
+    zero_shot_classifier,
+    zero_shot_predict,
+)
+from contrastkit.eval.two_tower import (
+    ZeroShotResult,
+    embed_side,
+    evaluate_two_tower,
+    two_tower_embeddings,
+    zero_shot_run,
+)
 
 __all__ = [
     "MissingExtraError",
     "ProbeResult",
+    "ZeroShotResult",
     "alignment",
     "attribute_probe",
     "cluster_metrics",
@@ -51,7 +69,9 @@ __all__ = [
     "collect_features",
     "effective_rank",
     "embed_run",
+    "embed_side",
     "epoch_metrics",
+    "evaluate_two_tower",
     "extract_features",
     "hardness_profile",
     "knn_accuracy",
@@ -61,9 +81,15 @@ __all__ = [
     "load_embeddings",
     "modularity",
     "probe_layers",
+    "retrieval_metrics",
     "save_embeddings",
     "singular_values",
     "tolerance",
+    "two_tower_embeddings",
     "uniformity",
     "write_report",
+    "zero_shot_accuracy",
+    "zero_shot_classifier",
+    "zero_shot_predict",
+    "zero_shot_run",
 ]

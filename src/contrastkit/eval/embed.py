@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from contrastkit._validation import check_choice
+from contrastkit._validation import check_choice, check_device
 from contrastkit.data import load_dataset
 from contrastkit.eval.features import _as_features, _as_labels, _check_int, extract_features
 from contrastkit.eval.probes import collect_features
-from contrastkit.runs import load_run
+from contrastkit.eval.two_tower import two_tower_embeddings
+from contrastkit.runs import is_two_tower_run, load_run
 
 __all__ = [
     "EMBED_FORMATS",
@@ -136,12 +137,17 @@ def embed_run(
     *,
     data: str | None = None,
     split: str = "test",
-    layer: str = "h",
+    layer: str | None = None,
     data_root: str | None = None,
     batch_size: int = 512,
     device: torch.device | str | None = None,
+    tower: str | None = None,
 ) -> list[Path]:
     """Embed a dataset with a trained run's model and write the features and labels to ``out``.
+
+    A two-tower run exports one tower (``tower``): by default of its own paired data, or of other
+    images (``data``, an image tower) or texts (``data``, a text file with one text per line, a
+    text tower); see :func:`~contrastkit.eval.two_tower.two_tower_embeddings`.
 
     Args:
         run_dir: A run directory of ``contrastkit fit`` (``config.json`` and
@@ -151,19 +157,43 @@ def embed_run(
             have the channels the encoder expects.
         split: ``"train"``, ``"test"`` or ``"all"`` (train rows, then test rows, with a ``split``
             array marking them).
-        layer: ``"h"`` (encoder features) or ``"z"`` (projection-head output).
+        layer: ``"h"`` (encoder features) or ``"z"`` (projection-head output; for a two-tower
+            run the shared-space embedding). None: ``"h"``, or ``"z"`` for a two-tower run.
         data_root: Folder of the dataset files (``None``: the run's ``data_root``).
         batch_size: Rows per forward pass.
         device: Where to run the model (``None``: the CPU).
+        tower: For a two-tower run: ``"image"``, ``"text"`` (or another modality kind), or the
+            side ``"a"`` / ``"b"`` (None: side A). Other runs take None.
 
     Returns:
         The files written.
+
+    Raises:
+        ValueError: For bad arguments, or ``tower`` given for a run with one encoder.
     """
     split = check_choice(split, "split", EMBED_SPLITS)
-    layer = check_choice(layer, "layer", EMBED_LAYERS)
     batch_size = _check_int(batch_size, "batch_size")
     target = Path(out)
     _format(target)  # fail before the work
+    if is_two_tower_run(Path(run_dir)):
+        feats2, labels2, marks2, meta2 = two_tower_embeddings(
+            run_dir,
+            tower=tower,
+            data=data,
+            split=split,
+            layer=check_choice(layer or "z", "layer", EMBED_LAYERS),
+            data_root=data_root,
+            batch_size=batch_size,
+            device=device,
+        )
+        return save_embeddings(target, feats2, labels2, split=marks2, metadata=meta2)
+    if tower is not None:
+        raise ValueError(
+            f"tower={tower!r} applies to two-tower runs; {run_dir} holds one encoder (leave it out)"
+        )
+    layer = check_choice(layer or "h", "layer", EMBED_LAYERS)
+    if device is not None:
+        device = check_device(device)
     config, model = load_run(Path(run_dir))
     if device is not None:
         model = model.to(device)

@@ -19,6 +19,9 @@ its dataset (same split), and writes into ``RUN_DIR/report/``:
 - ``report.html``: all of the above in one file, every image embedded as a ``data:`` URI (no
   external resource), the metrics as an HTML table with ``id="metrics"``.
 
+A two-tower run gets its own report (:mod:`contrastkit.eval.report_two_tower`: recall@k, a
+retrieval example grid, zero-shot per class).
+
 Plots need matplotlib (the ``plot`` extra: ``pip install 'contrastkit[plot]'``); it is imported
 when a report is written, and drawn through the Agg canvas (no display, no global backend change).
 """
@@ -41,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from contrastkit._validation import check_device
 from contrastkit.eval.clustering import cluster_metrics
 from contrastkit.eval.features import _check_int, extract_features
 from contrastkit.eval.geometry import (
@@ -54,7 +58,14 @@ from contrastkit.eval.knn import knn_accuracy
 from contrastkit.eval.linear import linear_probe
 from contrastkit.eval.monitor import VIEW_SEED
 from contrastkit.eval.probes import collect_features
-from contrastkit.runs import EPOCH_LOG, METRICS_FILE, STEP_LOG, load_run
+from contrastkit.runs import (
+    EPOCH_LOG,
+    METRICS_FILE,
+    STEP_LOG,
+    is_two_tower_run,
+    load_run,
+    read_json,
+)
 from contrastkit.views import ViewAugment, preset_for_dataset
 
 __all__ = ["REPORT_DIR", "MissingExtraError", "require_matplotlib", "write_report"]
@@ -96,8 +107,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             continue
         try:
             value = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by a killed run
+        except (ValueError, RecursionError):
+            continue  # a line cut by a killed run, or a damaged one
         if isinstance(value, dict):
             records.append(value)
     return records
@@ -543,6 +554,12 @@ def write_report(
     """
     max_points = _check_int(max_points, "max_points", minimum=2)
     seed = _check_int(seed, "seed", minimum=0)
+    if device is not None:
+        device = check_device(device)
+    if is_two_tower_run(Path(run_dir)):  # retrieval, zero-shot and example grids
+        from contrastkit.eval.report_two_tower import write_two_tower_report
+
+        return write_two_tower_report(run_dir, data_root=data_root, device=device, seed=seed)
     plotter = _Plotter(Path(run_dir) / REPORT_DIR)  # matplotlib first: fail before the work
     run = Path(run_dir)
     config, model = load_run(run)
@@ -551,7 +568,11 @@ def write_report(
     epochs = _read_jsonl(run / EPOCH_LOG)
     steps = _read_jsonl(run / STEP_LOG)
     metrics_path = run / METRICS_FILE
-    metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics: dict[str, Any] = read_json(metrics_path) if metrics_path.is_file() else {}
+    if not isinstance(metrics, dict):
+        raise ValueError(
+            f"{metrics_path}: expected a mapping of metrics, got {type(metrics).__name__}"
+        )
     split = config.load_data(root=data_root)
     train, test = split.train, split.test
     channels, height, _ = train.image_shape

@@ -15,7 +15,7 @@ from contrastkit._validation import (
     check_probability,
     check_reduction,
 )
-from contrastkit.losses._common import reduce_terms, upcast_half
+from contrastkit.losses._common import check_rows, nonnegative, reduce_terms, upcast_half
 from contrastkit.losses._engine import masked_logsumexp, two_sided_logsumexp
 
 __all__ = ["CLIPLoss", "cross_entropy_terms", "symmetric_cross_entropy_terms"]
@@ -46,14 +46,34 @@ def symmetric_cross_entropy_terms(
     return row, col
 
 
+def _check_init_temperature(value: float, name: str, max_logit_scale: float) -> float:
+    """An initial temperature that the logit-scale clamp keeps as given.
+
+    The scale ``1 / T`` is clamped to ``[1, max_logit_scale]`` before every use, so a ``T``
+    outside ``[1 / max_logit_scale, 1]`` would never be used: refused rather than silently
+    changed (as ``torch.nn`` refuses an argument out of its domain).
+    """
+    t = check_positive(value, name)
+    if t > 1.0 or 1.0 / t > max_logit_scale:
+        clamped = min(max(1.0 / t, 1.0), max_logit_scale)
+        raise ValueError(
+            f"{name} must lie in [1/max_logit_scale, 1] = [{1.0 / max_logit_scale:g}, 1]: the "
+            f"logit scale 1/{name} is clamped to [1, max_logit_scale={max_logit_scale:g}] before "
+            f"every use, so {value!r} would act as {1.0 / clamped:g}; got {value!r}"
+        )
+    return t
+
+
 def _smoothed_ce(
     lse: Tensor, anchors: Tensor, candidates: Tensor, label_smoothing: float
 ) -> Tensor:
+    # A cross-entropy, >= 0 exactly: lse_i >= max_k l_ik >= any convex combination of the l_ik
+    # (the smoothed target is one); nonnegative() removes the float rounding below 0.
     diag = (anchors * candidates).sum(dim=1).to(lse.dtype)
     if label_smoothing == 0:
-        return lse - diag
+        return nonnegative(lse - diag)
     mean_logit = (anchors @ candidates.mean(dim=0)).to(lse.dtype)
-    return lse - (1 - label_smoothing) * diag - label_smoothing * mean_logit
+    return nonnegative(lse - (1 - label_smoothing) * diag - label_smoothing * mean_logit)
 
 
 class CLIPLoss(nn.Module):
@@ -74,7 +94,8 @@ class CLIPLoss(nn.Module):
     "Improved baselines for vision-language pre-training" (2023).
 
     Args:
-        init_temperature: initial temperature ``1/sigma`` (> 0).
+        init_temperature: initial temperature ``1/sigma``, in ``[1 / max_logit_scale, 1]`` (the
+            range the clamp keeps; a value outside it is a ``ValueError``, not silently clamped).
         learnable: whether ``theta`` is a trainable parameter.
         max_logit_scale: upper clamp of ``sigma`` (>= 1).
         label_smoothing: in [0, 1).
@@ -106,10 +127,11 @@ class CLIPLoss(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        init_t = check_positive(init_temperature, "init_temperature")
+        check_positive(init_temperature, "init_temperature")
         self.max_logit_scale = check_positive(max_logit_scale, "max_logit_scale")
         if self.max_logit_scale < 1:
             raise ValueError(f"max_logit_scale must be >= 1, got {max_logit_scale!r}")
+        init_t = _check_init_temperature(init_temperature, "init_temperature", self.max_logit_scale)
         self.label_smoothing = check_probability(label_smoothing, "label_smoothing")
         if self.label_smoothing >= 1:
             raise ValueError(f"label_smoothing must be < 1, got {label_smoothing!r}")
@@ -129,6 +151,7 @@ class CLIPLoss(nn.Module):
 
     def forward(self, image: Tensor, text: Tensor) -> Tensor:
         img = check_embeddings(image, "image")
+        check_rows(img, "image", self, what="pair")
         txt = check_embeddings(text, "text", dim=img.shape[1])
         if txt.shape[0] != img.shape[0]:
             raise ValueError(
@@ -196,8 +219,10 @@ class CLIPRocketLoss(nn.Module):
     as CLIP.
 
     Args:
-        init_temperature: initial ``1 / sigma`` of the global terms (> 0).
-        local_init_temperature: initial ``1 / sigma_l`` of the augmented terms (> 0).
+        init_temperature: initial ``1 / sigma`` of the global terms, in
+            ``[1 / max_logit_scale, 1]`` (as :class:`CLIPLoss`).
+        local_init_temperature: initial ``1 / sigma_l`` of the augmented terms, in the same
+            range.
         learnable: whether both scales are trainable parameters.
         max_logit_scale: upper clamp of both scales (>= 1).
         label_smoothing: smoothing of the global terms, in [0, 1).
@@ -238,11 +263,18 @@ class CLIPRocketLoss(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        init_t = check_positive(init_temperature, "init_temperature")
-        local_init_t = check_positive(local_init_temperature, "local_init_temperature")
+        check_positive(init_temperature, "init_temperature")
+        check_positive(local_init_temperature, "local_init_temperature")
         self.max_logit_scale = check_positive(max_logit_scale, "max_logit_scale")
         if self.max_logit_scale < 1:
             raise ValueError(f"max_logit_scale must be >= 1, got {max_logit_scale!r}")
+        init_t, local_init_t = (
+            _check_init_temperature(value, name, self.max_logit_scale)
+            for name, value in (
+                ("init_temperature", init_temperature),
+                ("local_init_temperature", local_init_temperature),
+            )
+        )
         smoothing = []
         for name, value in (
             ("label_smoothing", label_smoothing),
@@ -279,6 +311,7 @@ class CLIPRocketLoss(nn.Module):
         text_aug: Tensor | None = None,
     ) -> Tensor:
         img = check_embeddings(image, "image")
+        check_rows(img, "image", self, what="pair")
         n, d = img.shape
         txt = check_embeddings(text, "text", dim=d)
         if txt.shape[0] != n:
@@ -387,6 +420,7 @@ class MILNCE(nn.Module):
 
     def forward(self, video: Tensor, text: Tensor, mask: Tensor | None = None) -> Tensor:
         vid = check_embeddings(video, "video")
+        check_rows(vid, "video", self, what="video")
         b, d = vid.shape
         txt = _check_stack(text, "text", b, d, inner="P")
         p = txt.shape[1]
@@ -427,7 +461,9 @@ class MILNCE(nn.Module):
             grid = torch.full((b * p,), float("-inf"), dtype=per_text.dtype, device=v.device)
             grid = grid.masked_scatter(flat_valid, per_text)
             denominator = torch.logaddexp(denominator, torch.logsumexp(grid.reshape(b, p), dim=1))
-        return reduce_terms(denominator - numerator.to(denominator.dtype), self.reduction)
+        # >= 0 exactly: the numerator's texts are all in the denominator
+        terms = nonnegative(denominator - numerator.to(denominator.dtype))
+        return reduce_terms(terms, self.reduction)
 
     def extra_repr(self) -> str:
         return (

@@ -23,7 +23,7 @@ from contrastkit._validation import (
     check_tensor,
     check_views,
 )
-from contrastkit.losses._common import reduce_terms, upcast_half
+from contrastkit.losses._common import check_rows, reduce_terms, upcast_half
 from contrastkit.losses._engine import auto_chunk_size, masked_logsumexp, self_logsumexp
 
 __all__ = [
@@ -177,10 +177,12 @@ class Uniformity(nn.Module):
     def per_view(self, views: Tensor) -> Tensor:
         """The ``(V,)`` uniformity of each view."""
         x = check_tensor(views, "views")
+        if x.dim() not in (2, 3):
+            raise ValueError(
+                f"views must have shape (N, V, D) or embeddings (N, D); got shape {tuple(x.shape)}"
+            )
         z = upcast_half(
-            check_views(x, min_views=1)
-            if x.dim() == 3
-            else check_embeddings(x, "embeddings")[:, None]
+            check_views(x, min_views=1) if x.dim() == 3 else check_embeddings(x, "views")[:, None]
         )
         if z.shape[0] < 2:
             raise ValueError(f"uniformity needs N >= 2 embeddings per view, got N = {z.shape[0]}")
@@ -403,6 +405,10 @@ class JointEntropy(nn.Module):
 
     def forward(self, common: Tensor, salient: Tensor) -> Tensor:
         c = upcast_half(check_embeddings(common, "common"))
+        if self.include_self:
+            check_rows(c, "common", self, what="sample")
+        else:
+            check_rows(c, "common", self, minimum=2, what="samples (include_self=False)")
         s = upcast_half(check_embeddings(salient, "salient"))
         if c.shape[0] != s.shape[0]:
             raise ValueError(
@@ -410,8 +416,6 @@ class JointEntropy(nn.Module):
             )
         if c.dtype != s.dtype:
             raise TypeError(f"common and salient differ in dtype: {c.dtype} vs {s.dtype}")
-        if not self.include_self and c.shape[0] < 2:
-            raise ValueError("JointEntropy without self needs at least 2 samples")
         w = torch.cat([c, s], dim=1)
         terms = log_mean_gaussian_kernel(
             w, 1.0 / (2.0 * self.tau), include_self=self.include_self, chunk_size=self.chunk_size

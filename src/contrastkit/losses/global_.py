@@ -35,6 +35,7 @@ computed without autograd, block by block (peak memory ``chunk x candidates``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ from contrastkit._validation import (
     check_reduction,
     check_tensor,
 )
-from contrastkit.losses._common import make_view_batch, reduce_terms, upcast_half
+from contrastkit.losses._common import check_rows, make_view_batch, reduce_terms, upcast_half
 from contrastkit.losses._engine import masked_logsumexp, masked_softmax_stats, self_logsumexp
 
 __all__ = ["ISogCLR", "ISogCLRBimodal", "SogCLR", "SogCLRBimodal", "check_dataset_index"]
@@ -87,6 +88,16 @@ def check_dataset_index(index: object, n: int, num_samples: int, *, owner: str =
                 "different sample (sample batches without replacement)"
             )
     return t.long()
+
+
+def _check_state_finite(loss: nn.Module, name: str, values: Tensor) -> None:
+    """Refuse a state update that is not finite, before anything is written."""
+    if not bool(torch.isfinite(values).all()):
+        raise FloatingPointError(
+            f"{type(loss).__name__}: the update of its state {name!r} is not finite "
+            f"({int((~torch.isfinite(values)).sum())} of {values.numel()} values); the state was "
+            "left unchanged"
+        )
 
 
 def _acc_dtype(x: Tensor) -> torch.dtype:
@@ -151,10 +162,11 @@ class _GlobalContrastive(nn.Module):
         cos = 0.5 * (1.0 + math.cos(math.pi * epoch / self.gamma_decay_epochs))
         return self.gamma + (1.0 - self.gamma) * cos
 
-    def _gamma_rows(self, u_old: Tensor) -> Tensor:
-        """Per-sample factor: 1 on a sample's first visit (its stored ``u`` is still 0)."""
-        gamma = torch.full_like(u_old, self.current_gamma)
-        return torch.where(u_old <= 0, torch.ones_like(u_old), gamma)
+    def _gamma_rows(self, first_visit: Tensor, like: Tensor) -> Tensor:
+        """Per-sample factor (dtype and device of ``like``): 1 on a sample's first visit (its
+        stored ``u`` is still 0), else the current gamma."""
+        gamma = torch.full_like(like, self.current_gamma)
+        return torch.where(first_visit, torch.ones_like(like), gamma)
 
     # -- monitoring --------------------------------------------------------------------------------
 
@@ -211,6 +223,7 @@ class _GlobalContrastive(nn.Module):
         m_old = momentum_buf[index].to(device=grad.device, dtype=grad.dtype)
         m = (1.0 - self.beta) * m_old + self.beta * grad
         new_tau = (tau - self.eta * m).clamp(self.tau_min, self.tau_max)
+        _check_state_finite(self, "tau_momentum", m)
         momentum_buf[index] = m.to(momentum_buf.dtype).to(momentum_buf.device)
         tau_buf[index] = new_tau.to(tau_buf.dtype).to(tau_buf.device)
 
@@ -246,8 +259,18 @@ class SogCLR(_GlobalContrastive):
     :meth:`set_epoch` (or :meth:`adjust_gamma`) once per epoch. Unlike LibAUC's batch-level rule
     ("first visit" when *all* stored ``u`` of the batch are 0), the rule here is per sample.
 
-    State and modes: ``u`` is a persistent buffer of ``num_samples`` entries (plus
-    ``schedule_epoch``), so ``state_dict`` checkpoints it; it follows the module's device and dtype
+    Numerics: ``g_i`` and ``u_i`` reach ``e^{1/tau}`` (``e^{200}`` at ``tau = 0.005``, beyond
+    float32), so everything is computed in the log domain (``log g_i`` is the engine's
+    log-sum-exp, the weight is ``g_i / u_i = exp(log g_i - log u_i)``), and ``u_i`` is stored as
+    ``u[i] * exp(u_log_scale[i])``: the log-scale is 0 (``u`` is the plain moving average)
+    unless ``|log u_i|`` exceeds about a quarter of the dtype's exponent range (22 in float32),
+    and then a multiple of that step which keeps ``u[i]`` in range. Values are exact (no clamp but
+    ``eps``) and the state is finite at any temperature; :meth:`log_u` gives ``log u_i``. A
+    state holding inf or NaN (written by an older version) is refused with a ``ValueError``.
+
+    State and modes: ``u`` and ``u_log_scale`` are persistent buffers of ``num_samples`` entries
+    (plus ``schedule_epoch``), so ``state_dict`` checkpoints them (a state dict without
+    ``u_log_scale`` loads with a log-scale of 0); they follow the module's device and dtype
     (keep the loss on CPU to keep the state off the accelerator: the index and values are moved as
     needed; ``.double()`` gives float64 state). The state is updated **only in training mode**. In
     eval mode nothing is written: ``u_i`` is replaced by the batch estimate ``g_i`` (as on a first
@@ -314,10 +337,12 @@ class SogCLR(_GlobalContrastive):
         )
         self.temperature = check_positive(temperature, "temperature")
         self.register_buffer("u", torch.zeros(self.num_samples))
+        self.register_buffer("u_log_scale", torch.zeros(self.num_samples))
 
     # hooks overridden by ISogCLR
     rho_term: float = 0.0
     u: Tensor
+    u_log_scale: Tensor
 
     def _batch_tau(
         self, index: Tensor | None, n: int, device: torch.device, dtype: torch.dtype
@@ -325,9 +350,65 @@ class SogCLR(_GlobalContrastive):
         return torch.full((n,), self.temperature, device=device, dtype=dtype)
 
     def _update_tau(
-        self, index: Tensor, tau: Tensor, u_v: Tensor, w: Tensor, mean_s: Tensor
+        self, index: Tensor, tau: Tensor, log_u_v: Tensor, w: Tensor, mean_s: Tensor
     ) -> None:
         """No temperature state in SogCLR."""
+
+    # -- the state u, stored as a mantissa and a log-scale -----------------------------------------
+
+    def log_u(self) -> Tensor:
+        """``log`` of every sample's moving average ``u_i`` (``-inf`` where never visited).
+
+        ``u_i = u[i] * exp(u_log_scale[i])``; computed in float64 (``u_i`` itself may exceed
+        float32 at small temperatures; its log never does).
+        """
+        return torch.log(self.u.double()) + self.u_log_scale.double()
+
+    def _read_log_u(self, idx: Tensor, device: torch.device, dtype: torch.dtype) -> Tensor:
+        state_idx = idx.to(self.u.device)
+        mantissa = self.u[state_idx].to(device=device, dtype=dtype)
+        scale = self.u_log_scale[state_idx].to(device=device, dtype=dtype)
+        bad = ~torch.isfinite(mantissa) | (mantissa < 0) | ~torch.isfinite(scale)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{type(self).__name__}'s state u holds {int(bad.sum())} invalid value(s) (inf, NaN "
+                "or < 0) for the dataset indices of this batch: the state is corrupt (e.g. a "
+                "checkpoint written before the state was kept finite); reset it with "
+                "loss.u.zero_() and loss.u_log_scale.zero_()"
+            )
+        return torch.log(mantissa) + scale
+
+    def _write_log_u(self, idx: Tensor, log_u: Tensor) -> None:
+        """Store ``exp(log_u)`` as ``u * exp(u_log_scale)`` with ``u`` inside its dtype's range.
+
+        The log-scale is a multiple of a step ``L`` (about a quarter of the dtype's largest
+        exponent: 22 for float32 and bfloat16, 177 for float64), so it is 0 and ``u`` is the
+        plain moving average whenever ``|log u| < L``, and ``u`` stays within ``(e^-L, e^L)``
+        otherwise: the state is exact and finite at any temperature.
+        """
+        _check_state_finite(self, "u", log_u)
+        step = float(math.floor(math.log(torch.finfo(self.u.dtype).max) / 4.0))
+        scale = torch.trunc(log_u / step) * step
+        state_idx = idx.to(self.u.device)
+        self.u[state_idx] = torch.exp(log_u - scale).to(self.u.dtype).to(self.u.device)
+        self.u_log_scale[state_idx] = scale.to(self.u_log_scale.dtype).to(self.u.device)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # A state dict written before u_log_scale existed holds the plain moving average in u.
+        if prefix + "u" in state_dict and prefix + "u_log_scale" not in state_dict:
+            state_dict[prefix + "u_log_scale"] = torch.zeros_like(state_dict[prefix + "u"])
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, views: Tensor, index: Tensor | None = None) -> Tensor:
         batch = make_view_batch(views)
@@ -336,11 +417,7 @@ class SogCLR(_GlobalContrastive):
                 f"{type(self).__name__} takes exactly two views per instance, views of shape "
                 f"(N, 2, D); got V = {batch.v}"
             )
-        n = batch.n
-        if n < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs N >= 2 instances (negatives), got N = {n}"
-            )
+        n = check_rows(views, "views", self, minimum=2, what="instances")
         idx = self._index(index, n)
         z = batch.rows
         dtype = _acc_dtype(z)
@@ -362,27 +439,33 @@ class SogCLR(_GlobalContrastive):
             group_mode="exclude",
             chunk_size=self.chunk_size,
         )
-        g = torch.exp(lse_d - math.log(2 * (n - 1)))
+        # Log domain throughout: at tau = 0.005 the partition mean g_i = e^{s/tau} reaches e^{200},
+        # beyond float32 (e^{88.7}); its log and the weight w = g / u = e^{log g - log u} do not.
+        log_g = lse_d - math.log(2 * (n - 1))
+        log_eps = math.log(self.eps)
         if self.training:
             assert idx is not None
-            state_idx = idx.to(self.u.device)
-            u_old = self.u[state_idx].to(device=z.device, dtype=dtype)
-            gam = self._gamma_rows(u_old).repeat(2)
-            u_v = ((1.0 - gam) * u_old.repeat(2) + gam * g).clamp(min=self.eps)
+            log_u_old = self._read_log_u(idx, z.device, dtype)
+            gam = self._gamma_rows(torch.isneginf(log_u_old), log_u_old).repeat(2)
+            log_u_v = torch.logaddexp(
+                torch.log1p(-gam) + log_u_old.repeat(2), torch.log(gam) + log_g
+            ).clamp(min=log_eps)
         else:
-            u_v = g.clamp(min=self.eps)
-        w = g / u_v
+            log_u_v = log_g.clamp(min=log_eps)
+        w = torch.exp(log_g - log_u_v)
         pos = (z[:n] * z[n:]).sum(dim=1).repeat(2)
         terms_v = w * (mean_s + tau2 * (lse - lse_d)) - pos
         terms = terms_v[:n] + terms_v[n:]
         with torch.no_grad():
-            objective = tau2 * (torch.log(u_v) + self.rho_term) - pos.detach()
+            objective = tau2 * (log_u_v + self.rho_term) - pos.detach()
             self.last_objective = objective.mean()
             if self.training:
                 assert idx is not None
-                state_idx = idx.to(self.u.device)
-                self.u[state_idx] = (0.5 * (u_v[:n] + u_v[n:])).to(self.u.dtype).to(self.u.device)
-                self._update_tau(state_idx, tau, u_v, w, mean_s)
+                # u is stored as the mean of the two views' moving averages
+                log_u_new = torch.logaddexp(log_u_v[:n], log_u_v[n:]) - math.log(2.0)
+                _check_state_finite(self, "u", log_u_new)  # before anything is written
+                self._update_tau(idx.to(self.u.device), tau, log_u_v, w, mean_s)
+                self._write_log_u(idx, log_u_new)
         return reduce_terms(terms, self.reduction)
 
     def extra_repr(self) -> str:
@@ -512,10 +595,10 @@ class ISogCLR(SogCLR):
         return self.tau[index.to(self.tau.device)].to(device=device, dtype=dtype)
 
     def _update_tau(
-        self, index: Tensor, tau: Tensor, u_v: Tensor, w: Tensor, mean_s: Tensor
+        self, index: Tensor, tau: Tensor, log_u_v: Tensor, w: Tensor, mean_s: Tensor
     ) -> None:
         n = tau.shape[0]
-        grad_v = torch.log(u_v) + self.rho - w * mean_s / tau.repeat(2)
+        grad_v = log_u_v + self.rho - w * mean_s / tau.repeat(2)
         grad = 0.5 * (grad_v[:n] + grad_v[n:])
         self._temperature_step(self.tau, self.tau_momentum, index, tau, grad)
 
@@ -658,7 +741,7 @@ class SogCLRBimodal(_GlobalContrastive):
             u_old = u_buf[state_idx].to(device=anchors.device, dtype=dtype)
             b_old = b_buf[state_idx].to(device=anchors.device, dtype=dtype)
             b_new = torch.maximum(b_old, h_max)
-            gam = self._gamma_rows(u_old)
+            gam = self._gamma_rows(u_old <= 0, u_old)
             g = torch.exp(log_mean - b_new)
             u_new = ((1.0 - gam) * u_old * torch.exp(b_old - b_new) + gam * g).clamp(min=self.eps)
         else:
@@ -672,6 +755,8 @@ class SogCLRBimodal(_GlobalContrastive):
             objective = tau * (log_u + self.rho_term)
             if self.training:
                 assert idx is not None
+                _check_state_finite(self, f"u_{side}", u_new)  # before anything is written
+                _check_state_finite(self, f"b_{side}", b_new)
                 state_idx = idx.to(u_buf.device)
                 u_buf[state_idx] = u_new.to(u_buf.dtype).to(u_buf.device)
                 b_buf[state_idx] = b_new.to(b_buf.dtype).to(b_buf.device)
@@ -689,9 +774,7 @@ class SogCLRBimodal(_GlobalContrastive):
             )
         if x.dtype != t.dtype:
             raise TypeError(f"image and text differ in dtype: {x.dtype} vs {t.dtype}")
-        n = x.shape[0]
-        if n < 2:
-            raise ValueError(f"{type(self).__name__} needs N >= 2 pairs (negatives), got N = {n}")
+        n = check_rows(x, "image", self, minimum=2, what="pairs")
         idx = self._index(index, n)
         x, t = F.normalize(upcast_half(x), dim=1), F.normalize(upcast_half(t), dim=1)
         diag = (x * t).sum(dim=1)

@@ -31,7 +31,7 @@ from contrastkit._validation import (
     check_reduction,
     check_tensor,
 )
-from contrastkit.losses._common import reduce_terms, upcast_half
+from contrastkit.losses._common import check_rows, reduce_terms, upcast_half
 from contrastkit.losses._engine import auto_chunk_size, checkpointed_row_blocks, self_logsumexp
 
 __all__ = [
@@ -277,7 +277,7 @@ class NeighbourhoodContrast(nn.Module):
 
     def forward(self, z: Tensor, target: Tensor) -> Tensor:
         x = check_embeddings(z, "z")
-        n = x.shape[0]
+        n = check_rows(x, "z", self, what="node")
         a = _check_square(target, "target", n)
         zh = F.normalize(upcast_half(x), dim=1)
         tau = self.inverse_temperature

@@ -14,7 +14,14 @@ from contrastkit._validation import (
     check_positive,
     check_reduction,
 )
-from contrastkit.losses._common import ViewBatch, group_positive_mean, make_view_batch, reduce_terms
+from contrastkit.losses._common import (
+    ViewBatch,
+    group_positive_mean,
+    make_view_batch,
+    nonnegative,
+    reduce_terms,
+    topk_stable,
+)
 from contrastkit.losses._engine import auto_chunk_size, masked_logsumexp, self_logsumexp
 from contrastkit.losses.weights import check_instance_weights
 
@@ -60,7 +67,9 @@ def out_terms(
     rows = batch.rows
     lse = self_logsumexp(rows, 1.0 / temperature, chunk_size=chunk_size)
     pos_mean, counts = group_positive_mean(rows / temperature, rows, batch.groups)
-    terms = torch.where(counts > 0, lse - pos_mean, torch.zeros_like(lse))
+    # >= 0 exactly (lse_i >= max_k l_ik >= mean_p l_ip: the positives are among the candidates);
+    # nonnegative() removes the float rounding below 0 (-3e-5 at temperature 0.01)
+    terms = torch.where(counts > 0, nonnegative(lse - pos_mean), torch.zeros_like(lse))
     return terms, counts
 
 
@@ -81,8 +90,10 @@ def topk_negative_logsumexp(
     ``no_grad`` from row blocks of ``chunk_size`` anchors (never the whole similarity matrix at
     once); the chosen logits are then recomputed with autograd from the gathered ``(n, K, D)``
     candidate rows. The selection is piecewise constant in the embeddings, so the gradient is exact
-    (away from ties). Anchors with fewer than K negatives use all of theirs; ``-inf`` where there is
-    none.
+    (away from ties). Similarities within the rounding error of the K-th largest (``4 D eps``, for
+    unit rows) count as tied with it and are taken in candidate order, so duplicated candidates
+    get the same pick, and the same gradient, for any ``chunk_size``. Anchors with fewer than K
+    negatives use all of theirs; ``-inf`` where there is none.
     """
     n, n_c = anchors.shape[0], candidates.shape[0]
     kk = min(k, n_c)
@@ -91,6 +102,8 @@ def topk_negative_logsumexp(
     chunk = chunk_size if chunk_size is not None else auto_chunk_size(n, n_c)
     idx = torch.empty(n, kk, dtype=torch.long, device=anchors.device)
     valid = torch.empty(n, kk, dtype=torch.bool, device=anchors.device)
+    # the rounding error of a cosine similarity of D-dimensional rows (anchors are unit rows)
+    tol = 4 * anchors.shape[1] * torch.finfo(anchors.dtype).eps
     with torch.no_grad():
         a_det, c_det = anchors.detach(), candidates.detach()
         for start in range(0, n, chunk):
@@ -98,7 +111,8 @@ def topk_negative_logsumexp(
             block = a_det[start:stop] @ c_det.T
             same = anchor_groups[start:stop, None] == candidate_groups[None, :]
             block.masked_fill_(same, float("-inf"))
-            vals, ind = block.topk(kk, dim=1)
+            # ties (duplicated candidates) get the same pick for any chunk_size
+            vals, ind = topk_stable(block, kk, tol=tol)
             idx[start:stop] = ind
             valid[start:stop] = torch.isfinite(vals)
     chosen = candidates[idx]  # (n, K, D), differentiable in both anchors and candidates
@@ -247,7 +261,8 @@ class InfoNCE(nn.Module):
             )
             lse = logaddexp_safe(lse_pos, lse_neg.to(lse_pos.dtype))
         pos_mean, counts = group_positive_mean(rows * beta, rows, batch.groups)
-        return torch.where(counts > 0, lse - pos_mean, torch.zeros_like(lse))
+        # >= 0 exactly: the positives are in the denominator (see out_terms)
+        return torch.where(counts > 0, nonnegative(lse - pos_mean), torch.zeros_like(lse))
 
     def extra_repr(self) -> str:
         s = f"temperature={self.temperature}, reduction={self.reduction!r}"

@@ -23,7 +23,7 @@ from contrastkit._validation import (
     check_reduction,
     check_tensor,
 )
-from contrastkit.losses._common import reduce_terms, upcast_half
+from contrastkit.losses._common import check_rows, nonnegative, reduce_terms, upcast_half
 from contrastkit.losses._engine import masked_logsumexp
 
 __all__ = ["HardNegativeMixer", "MixedNegatives", "MoCoLoss", "QueueInfoNCE"]
@@ -236,6 +236,7 @@ class MoCoLoss(nn.Module):
         extra_negatives_per_query: Tensor | None = None,
     ) -> Tensor:
         q = check_embeddings(query, "query")
+        check_rows(q, "query", self, what="query")
         b, d = q.shape
         k = check_embeddings(key, "key", dim=d)
         if k.shape[0] != b:
@@ -266,9 +267,10 @@ class MoCoLoss(nn.Module):
                 e = F.normalize(extra.to(q.dtype), dim=-1)
                 extra_logits = torch.einsum("bd,bmd->bm", q, e) * inv_t
                 lse = torch.logaddexp(lse, torch.logsumexp(extra_logits, dim=1))
-        if not self.decoupled:
-            lse = torch.logaddexp(lse, pos)
-        return reduce_terms(lse - pos, self.reduction)
+        if self.decoupled:  # no positive in the denominator: the term may be < 0
+            return reduce_terms(lse - pos, self.reduction)
+        # >= 0 exactly: the positive is in the denominator
+        return reduce_terms(nonnegative(torch.logaddexp(lse, pos) - pos), self.reduction)
 
     def extra_repr(self) -> str:
         return (

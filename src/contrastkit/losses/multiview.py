@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit._validation import check_chunk_size, check_positive, check_reduction
-from contrastkit.losses._common import ViewBatch, make_view_batch, reduce_terms
+from contrastkit.losses._common import ViewBatch, make_view_batch, nonnegative, reduce_terms
 from contrastkit.losses._engine import self_logsumexp
 
 __all__ = ["DHEL", "MVDHEL", "AVGInfoNCE", "MVInfoNCE", "PWEInfoNCE"]
@@ -256,7 +256,8 @@ class MVInfoNCE(_MultiViewLoss):
         z = self._views(batch)
         off_diag = ~torch.eye(batch.v, dtype=torch.bool, device=z.device)
         log_num = _masked_pair_lse(self._pair_logits(z), off_diag)
-        return reduce_terms(log_den - log_num.to(log_den.dtype), self.reduction)
+        # >= 0 exactly: every pair of the numerator is also in Den_i (both forms)
+        return reduce_terms(nonnegative(log_den - log_num.to(log_den.dtype)), self.reduction)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, same_view_negatives={self.same_view_negatives}"
@@ -271,7 +272,8 @@ def _two_view_ntxent(a: Tensor, b: Tensor, beta: float, chunk_size: int | None) 
     n = a.shape[0]
     lse = self_logsumexp(torch.cat([a, b], dim=0), beta, chunk_size=chunk_size)
     pos = beta * (a * b).sum(dim=-1)
-    return lse.reshape(2, n) - pos.to(lse.dtype)[None]
+    # >= 0 exactly: the positive is among the candidates of lse
+    return nonnegative(lse.reshape(2, n) - pos.to(lse.dtype)[None])
 
 
 class PWEInfoNCE(_MultiViewLoss):

@@ -17,7 +17,7 @@ from contrastkit._validation import (
     check_reduction,
     check_tensor,
 )
-from contrastkit.losses._common import reduce_terms, upcast_half
+from contrastkit.losses._common import check_rows, nonnegative, reduce_terms, upcast_half
 from contrastkit.losses._engine import masked_logsumexp
 
 __all__ = [
@@ -116,6 +116,8 @@ class PatchSelectionInfoNCE(nn.Module):
         self, query: Tensor, candidates: Tensor, candidate_mask: Tensor | None = None
     ) -> Tensor:
         q = _float_tensor(query, "query", 3)
+        check_rows(q, "query", self, what="image", symbol="B")
+        check_rows(q, "query", self, what="position", dim=1, symbol="M")
         c = _float_tensor(candidates, "candidates", 3)
         if c.shape != q.shape:
             raise ValueError(
@@ -148,7 +150,8 @@ class PatchSelectionInfoNCE(nn.Module):
                 chunk_size=self.chunk_size,
             )
         terms = torch.zeros(b * m, dtype=lse.dtype, device=q.device)
-        terms = terms.masked_scatter(keep, lse - pos[keep].to(lse.dtype))
+        # >= 0 exactly: each position's own patch is among its candidates
+        terms = terms.masked_scatter(keep, nonnegative(lse - pos[keep].to(lse.dtype)))
         return reduce_terms(terms.reshape(b, m), self.reduction, valid=valid)
 
     def extra_repr(self) -> str:
@@ -220,6 +223,7 @@ class BilinearInfoNCE(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         p = check_embeddings(pred, "pred", dim=self.dim)
+        check_rows(p, "pred", self, what="pair")
         t = check_embeddings(target, "target", dim=self.target_dim)
         if t.shape[0] != p.shape[0]:
             raise ValueError(
@@ -231,7 +235,8 @@ class BilinearInfoNCE(nn.Module):
         t = t.to(a.dtype)
         lse = masked_logsumexp(a, t, chunk_size=self.chunk_size)
         pos = (a * t).sum(dim=1).to(lse.dtype)
-        return reduce_terms(lse - pos, self.reduction)
+        # >= 0 exactly: the positive target is among the candidates
+        return reduce_terms(nonnegative(lse - pos), self.reduction)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, target_dim={self.target_dim}"
@@ -287,6 +292,7 @@ class BinaryNCE(nn.Module):
         self, positive: Tensor, negatives: Tensor, negative_mask: Tensor | None = None
     ) -> Tensor:
         pos = _float_tensor(positive, "positive", 1)
+        check_rows(pos, "positive", self, what="positive", symbol="B")
         neg = _float_tensor(negatives, "negatives", 2)
         if neg.shape[0] != pos.shape[0]:
             raise ValueError(
@@ -336,6 +342,7 @@ class _Listwise(nn.Module):
         self, scores: Tensor, relevance: Tensor, mask: Tensor | None
     ) -> tuple[Tensor, Tensor, Tensor]:
         s = _float_tensor(scores, "scores", 2)
+        check_rows(s, "scores", self, what="list", symbol="B")
         rel = check_tensor(relevance, "relevance")
         if tuple(rel.shape) != tuple(s.shape):
             raise ValueError(
@@ -420,7 +427,7 @@ class ListwiseKL(_Listwise):
         p, log_q = self.distributions(scores, relevance, mask)
         safe_log_q = torch.where(p > 0, log_q, torch.zeros_like(log_q))
         terms = (torch.xlogy(p, p) - p * safe_log_q).sum(dim=1)
-        return reduce_terms(terms, self.reduction)
+        return reduce_terms(nonnegative(terms), self.reduction)  # a KL divergence: >= 0 exactly
 
 
 class ListwiseWasserstein1D(_Listwise):

@@ -22,7 +22,7 @@ from contrastkit._validation import (
     check_tensor,
     check_views,
 )
-from contrastkit.losses._common import reduce_terms, upcast_half
+from contrastkit.losses._common import reduce_terms, topk_stable, upcast_half
 from contrastkit.losses._engine import auto_chunk_size
 
 __all__ = ["GroCo", "odd_even_sort"]
@@ -90,7 +90,9 @@ def _top_negatives(anchors: Tensor, candidates: Tensor, k: int, chunk_size: int 
         sims = anchors[start:stop] @ candidates.T
         rows = torch.arange(stop - start, device=anchors.device)
         sims[rows, rows + start] = float("-inf")
-        out[start:stop] = sims.topk(k, dim=1).indices
+        # ties (duplicated rows) get the same pick for any chunk_size; the rows are unit vectors
+        tol = 4 * anchors.shape[1] * torch.finfo(sims.dtype).eps
+        out[start:stop] = topk_stable(sims, k, tol=tol)[1]
     return out
 
 

@@ -18,7 +18,13 @@ from contrastkit._validation import (
     check_reduction,
     check_tensor,
 )
-from contrastkit.losses._common import ViewBatch, group_positive_mean, make_view_batch, reduce_terms
+from contrastkit.losses._common import (
+    ViewBatch,
+    group_positive_mean,
+    make_view_batch,
+    nonnegative,
+    reduce_terms,
+)
 from contrastkit.losses._engine import (
     GroupMode,
     auto_chunk_size,
@@ -334,7 +340,10 @@ class SupCon(nn.Module):
             log_count = torch.log(pick(counts).clamp(min=1).to(lse_pos.dtype))
             sub = lse_all() - lse_pos + log_count
         hp = pick(has_pos)
-        sub = torch.where(hp, sub, torch.zeros_like(sub))
+        # Every variant is >= 0 exactly: L_out and soft targets are lse_i minus a convex combination
+        # of logits it sums over, L_in is -log of a mean of probabilities, focal a sum of
+        # -(1 - P) log P; nonnegative() removes the float rounding below 0.
+        sub = torch.where(hp, nonnegative(sub), torch.zeros_like(sub))
         if sel is None:
             return sub, has_pos
         full = torch.zeros(n_rows, dtype=sub.dtype, device=sub.device).index_copy(0, sel, sub)

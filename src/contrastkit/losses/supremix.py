@@ -22,7 +22,12 @@ from contrastkit._validation import (
     check_reduction,
     check_tensor,
 )
-from contrastkit.losses._common import group_positive_mean, make_view_batch, reduce_terms
+from contrastkit.losses._common import (
+    group_positive_mean,
+    make_view_batch,
+    nonnegative,
+    reduce_terms,
+)
 from contrastkit.losses._engine import auto_chunk_size, checkpointed_row_blocks, self_logsumexp
 
 __all__ = ["SupReMix", "SupReMixSample", "sample_beta_integer", "weighted_self_logsumexp"]
@@ -344,8 +349,11 @@ class SupReMix(nn.Module):
             pos_sum = pos_sum + pos_logits.sum(dim=1) * valid
             count = count + self.n_mix_pos * valid
         has_pos = count > 0
+        # >= 0 exactly: every positive (real or mix-pos) is in the denominator with weight >= 1
         terms = torch.where(
-            has_pos, log_denominator - pos_sum / count.clamp_min(1), torch.zeros_like(pos_sum)
+            has_pos,
+            nonnegative(log_denominator - pos_sum / count.clamp_min(1)),
+            torch.zeros_like(pos_sum),
         )
         per_anchor = terms.reshape(v, n).T
         return reduce_terms(per_anchor, self.reduction, valid=has_pos.reshape(v, n).T)

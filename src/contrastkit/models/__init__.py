@@ -23,8 +23,11 @@ from contrastkit.models.momentum import KeyQueue, MomentumEncoder, cosine_moment
 from contrastkit.models.registry import build_encoder, encoder_names
 from contrastkit.models.resnet import ResNet, resnet18, resnet34
 from contrastkit.models.scatnet import ScatNetEncoder, Scattering2D
+from contrastkit.models.text import CaptionTruncatedWarning, TextTokenizer, TextTransformer
+from contrastkit.models.two_tower import TwoTowerModel, build_tower
 
 __all__ = [
+    "CaptionTruncatedWarning",
     "ContrastiveModel",
     "Conv1dEncoder",
     "DenoisingAutoencoder",
@@ -37,7 +40,11 @@ __all__ = [
     "ScatNetEncoder",
     "Scattering2D",
     "SmallCNN",
+    "TextTokenizer",
+    "TextTransformer",
+    "TwoTowerModel",
     "build_encoder",
+    "build_tower",
     "cosine_momentum",
     "count_parameters",
     "encoder_names",

@@ -20,18 +20,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from contrastkit._validation import check_choice, check_keyword_arguments, check_positive
+from contrastkit._validation import (
+    check_choice,
+    check_keyword_arguments,
+    check_positive,
+    keyword_parameters,
+)
 from contrastkit.data import DataSplit, load_dataset
+from contrastkit.data.paired import PairedSplit, load_pairs
 from contrastkit.losses import LossInfo, loss_info
 from contrastkit.models.registry import check_encoder_kwargs, encoder_names
+from contrastkit.models.text import TextTransformer
+from contrastkit.views.pipeline import check_augment
 from contrastkit.views.pretext import JigsawPretext, RotationPretext
 
 __all__ = [
+    "TWO_TOWER_LOSSES",
     "FitConfig",
     "check_value_type",
     "config_from_mapping",
     "config_keys",
     "default_out_dir",
+    "is_caption_data",
 ]
 
 OPTIMIZERS = ("adamw", "sgd", "lars")
@@ -59,6 +69,10 @@ RUNS_DIR = "runs"
 # SmallCNN's arguments have their own config keys (kept from before encoders could be chosen).
 _SMALLCNN_KEYS = ("widths", "strides", "pool_size")
 _RESERVED_LOSS_KWARGS = ("reduction",)
+#: Losses that train a two-tower model on paired data (``pairs`` or a caption set as ``data``).
+TWO_TOWER_LOSSES = ("clip", "cliprocket", "sogclr_bimodal", "isogclr_bimodal")
+#: ``text_kwargs`` keys of the tokenizer (the others are the text transformer's arguments).
+TOKENIZER_KWARGS = ("vocab_size", "min_frequency")
 # Set by the trainer from the encoder and the config's pretext_* keys.
 _RESERVED_PRETEXT_KWARGS = ("in_dim", "weight", "start_epoch", "augment")
 
@@ -84,6 +98,17 @@ class FitConfig:
     (:func:`contrastkit.data.load_dataset`); ``data_image_size`` resizes a folder's images to
     that square size (None: they must share one size).
 
+    Two towers (image-text, or any two modalities): a loss of :data:`TWO_TOWER_LOSSES` with paired
+    data, either ``pairs`` (a CSV/TSV file of image paths and captions, read with ``csv_img_key``,
+    ``csv_caption_key``, ``csv_separator`` and the optional ``csv_label_key``, or an ``.npz`` of
+    ``a_train, b_train, a_test, b_test``; :func:`contrastkit.data.paired.load_pairs`) or a built-in
+    caption set as ``data`` (``digits-captions``, ``fashion-mnist-captions``). ``head_out_dim`` is
+    then the shared dimension of the linear projections, ``encoder`` the image tower, and
+    ``text_kwargs`` sets the text tower (``context_length``, ``width``, ``layers``, ``heads``,
+    ``mlp_ratio``, ``dropout``) and its tokenizer (``vocab_size``, ``min_frequency``). ``views`` is
+    the number of CLIP-rocket's augmented views (the other losses use one light view per image),
+    ``augment`` their view preset.
+
     Example:
         >>> FitConfig(loss="dcl", epochs=5).temperature is None  # DCL's own default applies
         True
@@ -93,6 +118,12 @@ class FitConfig:
     data: str = "digits"
     data_root: str | None = None
     data_image_size: int | None = None
+    pairs: str | None = None
+    csv_img_key: str = "filepath"
+    csv_caption_key: str = "title"
+    csv_separator: str | None = None
+    csv_label_key: str | None = None
+    text_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 40
     batch_size: int = 256
     views: int = 2
@@ -134,13 +165,35 @@ class FitConfig:
     evaluate: bool = True
 
     def __post_init__(self) -> None:
-        info = _check_loss_kind(self.loss)
+        info = _check_loss_kind(self.loss, two_tower=self.two_tower)
         _check_counts(self)
         _check_loss_use(self, info)
         _check_optimisation(self)
         _check_encoder(self)
         _check_pretext(self)
         _check_strategy(self.strategy, self.strategy_kwargs, self.pretext)
+        _check_pairs(self)
+
+    @property
+    def two_tower(self) -> bool:
+        """Whether the run trains two towers: ``pairs`` is set or ``data`` names a caption set."""
+        return self.pairs is not None or is_caption_data(self.data)
+
+    def load_pairs(self, root: str | None = None) -> PairedSplit:
+        """The paired train/test split of a two-tower run (``root`` overrides ``data_root``)."""
+        if self.pairs is not None:
+            return load_pairs(
+                self.pairs,
+                img_key=self.csv_img_key,
+                caption_key=self.csv_caption_key,
+                separator=self.csv_separator,
+                label_key=self.csv_label_key,
+                image_size=self.data_image_size,
+                seed=self.seed,
+            )
+        from contrastkit.data.captions import load_caption_dataset
+
+        return load_caption_dataset(self.data, seed=self.seed, root=root or self.data_root)
 
     def load_data(self, root: str | None = None) -> DataSplit:
         """The train/test split this configuration names (``root`` overrides ``data_root``)."""
@@ -185,6 +238,8 @@ def default_out_dir(values: Mapping[str, Any], recipe: str | None = None) -> str
     """
     data = str(values.get("data", FitConfig.data))
     data_tag = Path(data).stem if data.endswith(".npz") else data
+    if values.get("pairs"):
+        data_tag = Path(str(values["pairs"])).stem
     label = recipe if recipe is not None else str(values.get("loss", FitConfig.loss))
     return f"{RUNS_DIR}/{label}-{data_tag}"
 
@@ -193,8 +248,33 @@ def _is_int(value: object, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _check_loss_kind(loss: str) -> LossInfo:
+def is_caption_data(name: str) -> bool:
+    """Whether the dataset name is a built-in caption set (``digits-captions``, ...).
+
+    Example:
+        >>> is_caption_data("fashion-mnist-captions"), is_caption_data("digits")
+        (True, False)
+    """
+    return isinstance(name, str) and name.strip().lower().replace("_", "-").endswith("-captions")
+
+
+def _check_loss_kind(loss: str, *, two_tower: bool = False) -> LossInfo:
     info = loss_info(loss)
+    if two_tower:
+        if info.name not in TWO_TOWER_LOSSES:
+            raise ValueError(
+                f"paired data (pairs, or a caption set as data) train two towers with a bimodal "
+                f"loss ({', '.join(TWO_TOWER_LOSSES)}); got loss {loss!r} of kind "
+                f"{info.input_kind!r}"
+            )
+        return info
+    if info.name in TWO_TOWER_LOSSES:
+        raise ValueError(
+            f"loss {loss!r} is fed {info.input_kind!r} inputs, not image views: it trains two "
+            "towers on paired data; give a file of pairs (pairs: "
+            "FILE.csv or FILE.npz, --pairs) or a caption set as data (digits-captions, "
+            "fashion-mnist-captions)"
+        )
     if info.input_kind != "views":
         raise ValueError(
             f"loss {loss!r} is fed {info.input_kind!r} inputs, not image views; image "
@@ -211,7 +291,7 @@ def _check_loss_use(c: FitConfig, info: LossInfo) -> None:
             f"loss {c.loss!r} contrasts the queries of view 0 with the momentum keys of view 1; "
             f"it needs views=2, got {c.views}"
         )
-    if c.views < info.min_views and not info.needs_labels:
+    if c.views < info.min_views and not info.needs_labels and not c.two_tower:
         raise ValueError(f"loss {c.loss!r} needs views >= {info.min_views}, got {c.views}")
     if c.temperature is not None:
         check_positive(c.temperature, "temperature")
@@ -232,6 +312,17 @@ def _check_counts(c: FitConfig) -> None:
             raise ValueError(f"{name} must be an integer >= 0, got {getattr(c, name)!r}")
     if not _is_int(c.keep_checkpoints, 1):
         raise ValueError(f"keep_checkpoints must be a positive integer, got {c.keep_checkpoints!r}")
+    if not (_is_int(c.seed, 0) and c.seed < 2**32):
+        raise ValueError(
+            f"seed must be an integer in [0, 2**32) (it seeds torch, numpy and the data split), "
+            f"got {c.seed!r}"
+        )
+    if c.threads is not None and not _is_int(c.threads, 1):
+        raise ValueError(
+            f"threads must be a positive integer or null (all cores), got {c.threads!r}"
+        )
+    if c.augment is not None:
+        check_augment(c.augment)
 
 
 def _check_optimisation(c: FitConfig) -> None:
@@ -300,6 +391,46 @@ def _check_strategy(strategy: str, kwargs: Mapping[str, Any], pretext: str) -> N
         raise ValueError(
             f"unknown strategy_kwargs key(s) {unknown} for strategy {strategy!r}; allowed: "
             f"{', '.join(allowed)}"
+        )
+
+
+def _check_pairs(c: FitConfig) -> None:
+    for name in ("csv_img_key", "csv_caption_key"):
+        if not getattr(c, name):
+            raise ValueError(f"{name} must be a non-empty column name, got {getattr(c, name)!r}")
+    if c.csv_label_key is not None and not c.csv_label_key:
+        raise ValueError("csv_label_key must be a non-empty column name or null, got ''")
+    if c.csv_separator is not None and len(c.csv_separator) != 1:
+        raise ValueError(
+            f"csv_separator must be one character (e.g. ',' or '\\t') or null, got "
+            f"{c.csv_separator!r}"
+        )
+    if not isinstance(c.text_kwargs, Mapping):
+        raise TypeError(f"text_kwargs must be a mapping, got {type(c.text_kwargs).__name__}")
+    if not c.two_tower:
+        if c.text_kwargs:
+            raise ValueError(
+                f"text_kwargs {dict(c.text_kwargs)} given but the data are not paired (set pairs "
+                "or a caption set as data)"
+            )
+        return
+    if c.pretext != "none" or c.strategy != "standard":
+        raise ValueError(
+            "two-tower training takes no pretext term and no batch strategy; set pretext: none "
+            "and strategy: standard"
+        )
+    if c.monitor_every:
+        raise ValueError(
+            "monitor_every is for image runs; a two-tower run is evaluated at its end "
+            "(retrieval, zero-shot, probes): set monitor_every: 0"
+        )
+    allowed = sorted(
+        {*(keyword_parameters(TextTransformer) or ()), *TOKENIZER_KWARGS} - {"tokenizer"}
+    )
+    unknown = sorted(set(c.text_kwargs) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown text_kwargs key(s) {unknown} for the text tower; allowed: {', '.join(allowed)}"
         )
 
 

@@ -10,7 +10,12 @@ pickle) is refused with a :class:`CheckpointError`.
 written to a temporary file and renamed into place, then the pointer file ``checkpoints/latest``
 (JSON: the kept files, newest last, with their size and SHA-256) is replaced, also atomically, and
 only then are older files removed. A run killed at any moment leaves a pointer that names complete
-files; a file damaged later on disk fails its checksum and the previous one is used.
+files; a file damaged later on disk fails its checksum and the previous one is used. A pointer that
+is itself damaged (not JSON, wrong types, nesting, huge numbers, a name outside the folder) is
+reported with a :class:`CheckpointWarning` and the ``step-*.safetensors`` files are tried instead,
+newest first. A write that fails part-way (a full disk) raises
+:class:`~contrastkit.runs.weights.WriteError`, an ``OSError``, and leaves the previous checkpoint
+and the pointer as they were.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +35,11 @@ from torch import Tensor
 
 from contrastkit.runs.weights import (
     CheckpointError,
+    WriteError,
     atomic_write_bytes,
     atomic_write_json,
     load_weights,
+    parse_json,
     save_weights,
     weights_metadata,
 )
@@ -41,6 +48,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointManager",
     "CheckpointWarning",
+    "WriteError",
     "atomic_write_bytes",
     "atomic_write_json",
     "flatten_optimizer_state",
@@ -54,6 +62,17 @@ __all__ = [
 
 CHECKPOINT_FORMAT = "contrastkit-train/1"
 _META_KEY = "contrastkit"
+#: A pointer file larger than this is damaged (it names a few files).
+_MAX_POINTER_BYTES = 1 << 16
+#: The largest step number, file size and entry count a pointer may give.
+_MAX_STEP = 10**12
+_MAX_BYTES = 1 << 50
+_MAX_ENTRIES = 1000
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+#: ``validate(tensors, meta)`` raises ``CheckpointError`` (or ``ValueError``) for a checkpoint
+#: whose content cannot be resumed from; it is then skipped like a damaged file.
+CheckpointValidator = Callable[[Mapping[str, Tensor], Mapping[str, Any]], None]
 
 
 class CheckpointWarning(UserWarning):
@@ -88,7 +107,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
     try:
         with safe_open(str(p), framework="pt") as fh:
             header = fh.metadata() or {}
-    except (SafetensorError, OSError) as exc:  # pragma: no cover - load_weights already read it
+    except (SafetensorError, OSError, ValueError) as exc:  # pragma: no cover - read above
         raise CheckpointError(f"checkpoint {p} is damaged ({exc})") from exc
     if header.get("format") != CHECKPOINT_FORMAT or _META_KEY not in header:
         raise CheckpointError(
@@ -96,9 +115,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
             f"(format {header.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
         )
     try:
-        meta = json.loads(header[_META_KEY])
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"checkpoint {p} has damaged metadata ({exc})") from exc
+        meta = parse_json(header[_META_KEY], f"checkpoint {p}: metadata")
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from exc
     if not isinstance(meta, dict):
         raise CheckpointError(
             f"checkpoint {p} has metadata of type {type(meta).__name__}, not a dict"
@@ -157,6 +176,31 @@ def _step_of(path: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
+def _is_count(value: object, maximum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum
+
+
+def _pointer_entry_problem(entry: object) -> str | None:
+    """Why a pointer entry cannot be trusted, or None."""
+    if not isinstance(entry, dict):
+        return f"an entry is a {type(entry).__name__}, not a mapping"
+    name = entry.get("file")
+    if not isinstance(name, str) or not _STEP_FILE.match(name):
+        return (
+            f"entry file {str(name)[:80]!r} is not a step-NNNNNNNN.safetensors name in the folder"
+        )
+    if "step" in entry and not (_is_count(entry["step"], _MAX_STEP)):
+        return f"entry step {str(entry['step'])[:40]} is not a step number"
+    if "step" in entry and entry["step"] != _step_of(Path(name)):
+        return f"entry step {entry['step']} does not match its file {name}"
+    if "bytes" in entry and not _is_count(entry["bytes"], _MAX_BYTES):
+        return f"entry size {str(entry['bytes'])[:40]} is not a byte count"
+    sha = entry.get("sha256")
+    if "sha256" in entry and not (isinstance(sha, str) and _SHA256.match(sha)):
+        return f"entry sha256 {str(sha)[:80]!r} is not a hex SHA-256"
+    return None
+
+
 class CheckpointManager:
     """The rotating training checkpoints of one run directory (``<run>/checkpoints``).
 
@@ -179,19 +223,32 @@ class CheckpointManager:
 
     def entries(self) -> list[dict[str, Any]]:
         """The checkpoints the pointer names, oldest first (``[]`` if there is no valid pointer)."""
+        return self._read_pointer()[0]
+
+    def _read_pointer(self) -> tuple[list[dict[str, Any]], str | None]:
+        """``(entries, None)`` for a valid pointer; ``([], why)`` for a damaged or missing one.
+
+        Every entry must name a ``step-NNNNNNNN.safetensors`` file of this folder (no path), with
+        a matching step, a byte count and a hex SHA-256 where given: a pointer is trusted only
+        as a whole.
+        """
         pointer = self.directory / self.POINTER
         if not pointer.is_file():
-            return []
+            return [], None
         try:
-            data = json.loads(pointer.read_text())
-            entries = data["checkpoints"]
-            if not isinstance(entries, list) or not all(
-                isinstance(e, dict) and isinstance(e.get("file"), str) for e in entries
-            ):
-                raise TypeError("bad entries")
-        except (OSError, ValueError, KeyError, TypeError):
-            return []
-        return entries
+            if pointer.stat().st_size > _MAX_POINTER_BYTES:
+                return [], f"it is larger than {_MAX_POINTER_BYTES} bytes"
+            data = parse_json(pointer.read_bytes(), str(pointer))
+        except (OSError, ValueError) as exc:
+            return [], str(exc).removeprefix(f"{pointer}: ").removesuffix("; the file is damaged")
+        entries = data.get("checkpoints") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not 0 < len(entries) <= _MAX_ENTRIES:
+            return [], "it does not hold a list of checkpoints"
+        for entry in entries:
+            problem = _pointer_entry_problem(entry)
+            if problem is not None:
+                return [], problem
+        return entries, None
 
     def _on_disk(self) -> list[Path]:
         if not self.directory.is_dir():
@@ -200,26 +257,36 @@ class CheckpointManager:
         return sorted(found, key=_step_of)
 
     def save(self, step: int, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> Path:
-        """Write the checkpoint of ``step``, then the pointer, then drop the ones beyond keep."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        """Write the checkpoint of ``step``, then the pointer, then drop the ones beyond keep.
+
+        Raises:
+            WriteError: The checkpoint or the pointer could not be written (e.g. the disk is
+                full); what was there before is unchanged and the new file is removed, and the
+                message says which checkpoint a resumed run will start from.
+        """
         name = self.file_name(step)
         path = self.directory / name
-        save_checkpoint(path, tensors, meta)
-        entry = {
-            "file": name,
-            "step": int(step),
-            "bytes": path.stat().st_size,
-            "sha256": _sha256(path),
-        }
-        kept = [
-            e
-            for e in self.entries()
-            if e["file"] != name and (self.directory / e["file"]).is_file()
-        ]
-        kept = [*kept[-(self.keep - 1) :], entry] if self.keep > 1 else [entry]
-        atomic_write_json(
-            self.directory / self.POINTER, {"format": CHECKPOINT_FORMAT, "checkpoints": kept}
-        )
+        previous = self.entries()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(path, tensors, meta)
+            entry = {
+                "file": name,
+                "step": int(step),
+                "bytes": path.stat().st_size,
+                "sha256": _sha256(path),
+            }
+            kept = [
+                e for e in previous if e["file"] != name and (self.directory / e["file"]).is_file()
+            ]
+            kept = [*kept[-(self.keep - 1) :], entry] if self.keep > 1 else [entry]
+            atomic_write_json(
+                self.directory / self.POINTER, {"format": CHECKPOINT_FORMAT, "checkpoints": kept}
+            )
+        except OSError as exc:
+            if not any(e["file"] == name for e in previous):
+                path.unlink(missing_ok=True)  # not named by the pointer: free its space
+            raise self._write_error(path, exc, previous) from exc
         names = {e["file"] for e in kept}
         for p in self._on_disk():
             if p.name not in names:
@@ -227,6 +294,18 @@ class CheckpointManager:
         for p in self.directory.glob(".step-*.tmp"):
             p.unlink(missing_ok=True)
         return path
+
+    def _write_error(self, path: Path, exc: OSError, previous: list[dict[str, Any]]) -> WriteError:
+        cause = exc.__cause__ if isinstance(exc, WriteError) else exc
+        reason = (cause.strerror if isinstance(cause, OSError) else None) or str(cause)
+        if previous:
+            kept = (
+                f"the previous checkpoint {self.directory / previous[-1]['file']} is intact; "
+                f"free space and continue with `contrastkit fit --resume {self.directory.parent}`"
+            )
+        else:
+            kept = "the run has no earlier checkpoint"
+        return WriteError(exc.errno, f"cannot write checkpoint {path}: {reason}; {kept}")
 
     def clear(self) -> None:
         """Remove every checkpoint and the pointer (a fresh run in an old directory)."""
@@ -249,34 +328,53 @@ class CheckpointManager:
             raise CheckpointError(f"checkpoint {path} is damaged: its SHA-256 does not match")
         return path
 
-    def load_latest(self) -> tuple[dict[str, Tensor], dict[str, Any], Path] | None:
+    def load_latest(
+        self, validate: CheckpointValidator | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, Any], Path] | None:
         """Load the newest good checkpoint; ``None`` if the run has none.
 
         A damaged newest checkpoint is reported with a :class:`CheckpointWarning` naming it and the
-        reason, and the previous one is used. Without a readable pointer, the ``step-*.safetensors``
-        files found are tried newest first. If every checkpoint is damaged a
-        :class:`CheckpointError` lists them.
+        reason, and the previous one is used. Without a pointer, or with a damaged one (also
+        reported with a warning), the ``step-*.safetensors`` files found are tried newest first.
+        If every checkpoint is damaged a :class:`CheckpointError` lists them.
+
+        Args:
+            validate: Called with each checkpoint's tensors and metadata before it is returned; a
+                ``CheckpointError`` or ``ValueError`` from it marks the checkpoint as damaged
+                (e.g. :func:`contrastkit.train.state.check_state`).
         """
-        entries = self.entries()
+        entries, pointer_problem = self._read_pointer()
         candidates: list[tuple[Path, Mapping[str, Any] | None]]
+        problems: list[str] = []
         if entries:
             candidates = [(self.directory / e["file"], e) for e in reversed(entries)]
         else:
             candidates = [(p, None) for p in reversed(self._on_disk())]
+            if pointer_problem is not None:  # said once: with the checkpoint used, or the error
+                found = ", ".join(p.name for p, _ in candidates) or "none"
+                problems.append(
+                    f"{self.directory / self.POINTER} is damaged ({pointer_problem}); the step "
+                    f"files found instead: {found}"
+                )
         if not candidates:
+            if problems:
+                raise CheckpointError(f"no usable checkpoint in {self.directory}: {problems[0]}")
             return None
-        problems: list[str] = []
         for path, entry in candidates:
             try:
                 if entry is not None:
                     self.verify(entry)
                 tensors, meta = load_checkpoint(path)
-            except CheckpointError as exc:
-                problems.append(str(exc))
+                if validate is not None:
+                    validate(tensors, meta)
+            except (CheckpointError, ValueError) as exc:
+                text = str(exc)
+                problems.append(text if str(path) in text else f"{path}: {text}")
                 continue
             if problems:
                 warnings.warn(
-                    "; ".join(problems) + f" -- resuming from the previous checkpoint {path}",
+                    "; ".join(problems)
+                    + f" -- resuming from the {'previous ' if entries else ''}checkpoint {path}",
                     CheckpointWarning,
                     stacklevel=2,
                 )

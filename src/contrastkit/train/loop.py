@@ -20,12 +20,8 @@ are those of the uninterrupted run (same seed, same device; bitwise on a CPU).
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import json
-import math
 import os
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +36,6 @@ from contrastkit.distributed import (
     DistributedLoss,
     ShardedBatchSampler,
     all_reduce_mean,
-    barrier,
     init_distributed,
     view_generator,
 )
@@ -48,31 +43,32 @@ from contrastkit.eval import epoch_metrics, extract_features, knn_accuracy, line
 from contrastkit.losses import get_loss, loss_info
 from contrastkit.models import ContrastiveModel, count_parameters
 from contrastkit.runs import (
-    CHECKPOINT_DIR,
     CONFIG_FILE,
-    METRICS_FILE,
     WEIGHTS_FILE,
     build_model,
     load_run,
+    read_json,
 )
 from contrastkit.train.checkpoint import (
-    CheckpointError,
-    CheckpointManager,
-    atomic_write_json,
     save_weights,
 )
 from contrastkit.train.config import FitConfig, config_from_mapping
 from contrastkit.train.core import (
     StepOutput,
     TrainingCore,
-    bf16_is_fast,
-    progress_bar,
     require_finite,
     resolve_device,
 )
-from contrastkit.train.logging import EPOCH_LOG, STEP_LOG, RunLogger, truncate_logs
 from contrastkit.train.optim import build_optimizer, build_schedule
-from contrastkit.train.state import Progress, capture_state, restore_state
+from contrastkit.train.run import (
+    RESUME_FREE_KEYS,
+    FitResult,
+    RunParts,
+    check_out_dir,
+    execute,
+    fork_rng,
+    run_device,
+)
 from contrastkit.views import JigsawPretext, RotationPretext, ViewAugment, preset_for_dataset
 
 __all__ = [
@@ -80,34 +76,13 @@ __all__ = [
     "build_model",
     "check_out_dir",
     "evaluate_encoder",
+    "evaluation_problem",
     "fit",
     "load_run",
     "resume_run",
     "summary_line",
 ]
 
-
-#: The files a run writes at the top of its directory (with ``checkpoints/`` and ``tensorboard/``).
-RUN_FILES = (CONFIG_FILE, STEP_LOG, EPOCH_LOG, WEIGHTS_FILE, METRICS_FILE)
-TENSORBOARD_DIR = "tensorboard"
-
-#: Config keys that may differ between a run and its resumption (they do not change the training).
-RESUME_FREE_KEYS = frozenset(
-    {
-        "out",
-        "progress",
-        "threads",
-        "device",
-        "data_root",
-        "tensorboard",
-        "evaluate",
-        "monitor_every",
-        "knn_k",
-        "knn_temperature",
-        "checkpoint_every",
-        "keep_checkpoints",
-    }
-)
 
 #: Names under which a loss constructor takes the dataset size (per-sample state).
 _DATASET_SIZE_ARGS = ("num_samples", "data_size", "dataset_size", "n_data", "n_samples", "num_data")
@@ -117,15 +92,6 @@ SMALL_DATA_WEIGHT_DECAY = 1e-4
 
 #: Samples of the train and held-out sets handed to the epoch monitor.
 MONITOR_SAMPLES = 1000
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """What a finished run produced (``metrics`` is empty on ranks other than 0)."""
-
-    run_dir: Path
-    metrics: dict[str, Any]
-    model: ContrastiveModel
 
 
 def build_pretext(
@@ -187,7 +153,13 @@ def evaluate_encoder(
     A training set smaller than ``k`` is voted on by all its samples; ``knn_k`` in the result
     says which ``k`` was used. A training set too small to hold out a validation split for the
     probe's weight decay gets weight decay 1e-4 without the search.
+
+    Raises:
+        ValueError: The split cannot be evaluated (:func:`evaluation_problem` says why).
     """
+    problem = evaluation_problem(train, test)
+    if problem is not None:
+        raise ValueError(f"cannot evaluate the encoder: {problem}")
     train_f = extract_features(encoder, train.images, device=device)
     test_f = extract_features(encoder, test.images, device=device)
     k_used = min(k, len(train))
@@ -205,10 +177,45 @@ def evaluate_encoder(
     }
 
 
-def _fork_rng(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """Isolate the global generators (evaluation must not change the training stream)."""
-    devices = [device.index or 0] if device.type == "cuda" else []
-    return torch.random.fork_rng(devices=devices)
+def evaluation_problem(train: ArrayDataset, test: ArrayDataset) -> str | None:
+    """Why the kNN and linear probes cannot run on ``train`` / ``test``, or None if they can.
+
+    The probes are classifiers of the labels: they need at least two training samples of at
+    least two classes, and a test sample to score.
+
+    Example:
+        >>> import torch
+        >>> one = ArrayDataset(torch.zeros(4, 1, 2, 2), torch.zeros(4, dtype=torch.long), "x", 1)
+        >>> evaluation_problem(one, one)
+        "the training split of 'x' holds 1 class; the kNN and linear probes need at least 2"
+    """
+    classes = int(torch.unique(train.labels).numel())
+    if classes < 2:
+        return (
+            f"the training split of {train.name!r} holds {classes} class; the kNN and linear "
+            "probes need at least 2"
+        )
+    if len(test) == 0:
+        return f"the test split of {test.name!r} is empty; the probes have nothing to score"
+    return None
+
+
+def check_data_fits(config: FitConfig, n_train: int, world_size: int = 1) -> None:
+    """Refuse, before the first step, data too small to train on with ``config``.
+
+    A step contrasts ``min(batch_size, n_train)`` samples (rounded down to a multiple of the
+    processes); fewer than 2 leave nothing to contrast, and the run would train on empty batches.
+
+    Raises:
+        ValueError: Fewer than 2 samples per step; the message names the data and the numbers.
+    """
+    per_step = (min(config.batch_size, n_train) // world_size) * world_size
+    if per_step < 2:
+        raise ValueError(
+            f"data {config.data!r}: the training split holds {n_train} training sample(s), so a "
+            f"step would contrast {per_step} (batch_size={config.batch_size}, {world_size} "
+            "process(es)); contrastive training needs at least 2 per step: use more data"
+        )
 
 
 def _subset(data: ArrayDataset, n: int, seed: int) -> ArrayDataset:
@@ -230,7 +237,7 @@ def _monitor(t: _Training, config: FitConfig) -> dict[str, float]:
     The global generators are restored afterwards, so monitoring never changes training.
     """
     was_training = t.model.training
-    with _fork_rng(t.device):
+    with fork_rng(t.device):
         result = epoch_metrics(
             t.model.encoder,
             _subset(t.train, MONITOR_SAMPLES, config.seed),
@@ -240,28 +247,6 @@ def _monitor(t: _Training, config: FitConfig) -> dict[str, float]:
         )
     t.model.train(was_training)
     return {str(k): float(v) for k, v in result.items()}
-
-
-def _set_epoch(loss: nn.Module, epoch: int) -> None:
-    """Tell an epoch-aware loss (e.g. a schedule inside iSogCLR) which epoch starts (idempotent)."""
-    hook = getattr(loss, "set_epoch", None)
-    if callable(hook):
-        hook(epoch)
-
-
-def _check_resume_config(saved: Mapping[str, Any] | None, config: FitConfig) -> None:
-    if not saved:
-        return
-    now = config.to_dict()
-    differ = sorted(
-        k for k in set(saved) | set(now) if k not in RESUME_FREE_KEYS and saved.get(k) != now.get(k)
-    )
-    if differ:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ)
-        raise ValueError(
-            f"cannot resume: the configuration differs from the checkpoint's in {detail}; only "
-            f"{', '.join(sorted(RESUME_FREE_KEYS))} may change"
-        )
 
 
 def fit(
@@ -282,8 +267,9 @@ def fit(
         resume: continue the run in ``config.out`` from its newest good checkpoint (the
             configuration must match the checkpoint's except for :data:`RESUME_FREE_KEYS`).
         overwrite: start afresh in a ``config.out`` that already holds files: the files a run
-            writes (:data:`RUN_FILES`, checkpoints, TensorBoard events) are replaced, and no other
-            file is touched. Without it such a directory is refused (:func:`check_out_dir`).
+            writes (:data:`~contrastkit.train.run.RUN_FILES`, checkpoints, TensorBoard events)
+            are replaced, and no other file is touched. Without it such a directory is refused
+            (:func:`~contrastkit.train.run.check_out_dir`).
         on_step: called after every optimizer step (and its checkpoint, if one is due) with the
             step's log record; an exception from it stops the run as a crash would.
         log: called with progress lines and the summary line of strategy runs (G-SimCLR, MCL).
@@ -299,38 +285,16 @@ def fit(
     ctx = init_distributed(use_cuda=device.type == "cuda")
     finished = False
     try:
-        result = _fit(config, ctx, resume=resume, on_step=on_step)
+        if config.two_tower:  # paired data and a bimodal loss: contrastkit.train.two_tower
+            from contrastkit.train.two_tower import fit_two_tower
+
+            result = fit_two_tower(config, ctx, resume=resume, on_step=on_step)
+        else:
+            result = _fit(config, ctx, resume=resume, on_step=on_step, log=log)
         finished = True
         return result
     finally:
         ctx.close(synchronize=finished)
-
-
-def check_out_dir(path: Path, *, overwrite: bool) -> None:
-    """Refuse to start a run in ``path`` when it already holds files, unless ``overwrite``.
-
-    Raises:
-        ValueError: ``path`` is a file, or a non-empty directory and ``overwrite`` is False.
-    """
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"the run directory {path} is a file; choose another out (--out)")
-    if overwrite or not path.is_dir() or not any(path.iterdir()):
-        return
-    what = "a contrastkit run" if (path / CONFIG_FILE).is_file() else "files"
-    raise ValueError(
-        f"{path} already holds {what}; continue it with `contrastkit fit --resume {path}`, choose "
-        "another --out, or pass --overwrite to replace the files a run writes (no other file "
-        "is touched)"
-    )
-
-
-def _remove_run_files(run_dir: Path, checkpoints: CheckpointManager) -> None:
-    """Delete what an earlier run wrote in ``run_dir`` (and nothing else)."""
-    checkpoints.clear()
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
-    for events in (run_dir / TENSORBOARD_DIR).glob("events.out.tfevents.*"):
-        events.unlink()
 
 
 def _fit_strategy(
@@ -367,7 +331,11 @@ def resume_run(run_dir: str | Path, **overrides: Any) -> FitResult:
     cfg_path = path / CONFIG_FILE
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{path} is not a contrastkit run directory: {cfg_path} is missing")
-    data = json.loads(cfg_path.read_text())
+    data = read_json(cfg_path)
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{cfg_path}: expected a mapping of config keys, got {type(data).__name__}"
+        )
     bad = sorted(set(overrides) - RESUME_FREE_KEYS)
     if bad:
         raise ValueError(
@@ -379,49 +347,42 @@ def resume_run(run_dir: str | Path, **overrides: Any) -> FitResult:
     return fit(config, resume=True)
 
 
-@dataclass
-class _Training:
-    """What a standard run trains with, built from its config (see :func:`_build`)."""
+@dataclass(kw_only=True)
+class _Training(RunParts):
+    """What an image run trains with, built from its config (see :func:`_build`)."""
 
-    config: FitConfig
-    ctx: DistContext
-    device: torch.device
-    use_bf16: bool
     train: ArrayDataset
     test: ArrayDataset
     augment: ViewAugment
     model: ContrastiveModel
-    net: nn.Module
-    loss_fn: nn.Module
     criterion: DistributedLoss
     pretext: RotationPretext | JigsawPretext | None
-    extra_modules: dict[str, nn.Module]
-    sampler: ShardedBatchSampler
-    optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LambdaLR
     needs_labels: bool
     needs_index: bool
     momentum: bool
+    evaluation_skipped: str | None = None
 
-    @property
-    def hand_averaged(self) -> list[nn.Parameter]:
-        """Parameters outside the DDP-wrapped model (the loss's, the pretext head's)."""
-        params = list(self.loss_fn.parameters())
-        for module in self.extra_modules.values():
-            params.extend(module.parameters())
-        return params
+    def step_for_epoch(self, core: TrainingCore, epoch: int) -> Callable[[Any], StepOutput]:
+        return _contrastive_step(self, core, epoch)
+
+    def after_step_hooks(self) -> list[Callable[[], None]]:
+        if not self.momentum:
+            return []
+        return [lambda: self.loss_fn.update_key_encoder(self.model)]  # type: ignore[operator]
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        every = self.config.monitor_every
+        return _monitor(self, self.config) if every and (epoch + 1) % every == 0 else {}
+
+    def finish(self) -> dict[str, Any]:
+        return _finish(self)
 
 
 def _build(config: FitConfig, ctx: DistContext) -> _Training:
-    """Data, model, loss, sampler, optimizer and schedule of a standard run, on its device."""
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)  # the same on every rank: random choices inside a loss agree
-    device = resolve_device(config.device)
-    if device.type == "cuda" and ctx.distributed:
-        device = torch.device("cuda", ctx.local_rank)
-    use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device))
+    """Data, model, loss, sampler, optimizer and schedule of an image run, on its device."""
+    device, use_bf16 = run_device(config, ctx)
     split = config.load_data()
+    check_data_fits(config, len(split.train), ctx.world_size)  # before anything is trained
     channels, height, _ = split.train.image_shape
     info = loss_info(config.loss)
     augment_name = config.augment or config.data
@@ -474,48 +435,8 @@ def _build(config: FitConfig, ctx: DistContext) -> _Training:
         needs_labels=bool(info.needs_labels),
         needs_index=bool(getattr(info, "needs_index", False)),
         momentum=momentum,
+        evaluation_skipped=evaluation_problem(split.train, split.test) if config.evaluate else None,
     )
-
-
-@dataclass
-class _Position:
-    """Where a run starts: its progress, the last finished epoch's loss, the checkpoint used."""
-
-    progress: Progress
-    last_epoch_loss: float = math.nan
-    resumed_from: str | None = None
-
-
-def _open_run_dir(t: _Training, checkpoints: CheckpointManager, *, resume: bool) -> _Position:
-    """Restore the newest checkpoint (``resume``) or start the run directory afresh (rank 0)."""
-    run_dir = Path(t.config.out)
-    if not resume:
-        if t.ctx.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            _remove_run_files(run_dir, checkpoints)
-            atomic_write_json(run_dir / CONFIG_FILE, t.config.to_dict())
-            for log in (STEP_LOG, EPOCH_LOG):
-                (run_dir / log).write_bytes(b"")
-        return _Position(Progress())
-    loaded = checkpoints.load_latest()
-    if loaded is None:
-        raise CheckpointError(
-            f"nothing to resume in {run_dir}: no checkpoint in {checkpoints.directory}"
-        )
-    tensors, meta, path = loaded
-    _check_resume_config(meta.get("config"), t.config)
-    progress = restore_state(
-        tensors,
-        meta,
-        model=t.model,
-        loss=t.loss_fn,
-        optimizer=t.optimizer,
-        scheduler=t.schedule,
-        modules=t.extra_modules,
-    )
-    if t.ctx.is_main:
-        truncate_logs(run_dir, meta.get("logs", {}))
-    return _Position(progress, float(meta.get("last_epoch_loss", math.nan)), str(path))
 
 
 def _contrastive_step(
@@ -568,108 +489,11 @@ def _contrastive_step(
     return step_fn
 
 
-def _train_epochs(
-    t: _Training,
-    position: _Position,
-    checkpoints: CheckpointManager,
-    on_step: Callable[[dict[str, Any]], None] | None,
-) -> tuple[TrainingCore, float]:
-    """Train from ``position`` to ``config.epochs``; checkpoint and log; the last epoch's loss."""
-    config, ctx = t.config, t.ctx
-    run_dir = Path(config.out)
-    steps_per_epoch = len(t.sampler)
-    logger = RunLogger(
-        run_dir,
-        enabled=ctx.is_main,
-        tensorboard=config.tensorboard,
-        resume_step=position.progress.global_step if position.resumed_from else None,
-    )
-    last_epoch_loss = position.last_epoch_loss
-
-    def save_checkpoint() -> None:
-        if not ctx.is_main:
-            return
-        tensors, meta = capture_state(
-            model=t.model,
-            loss=t.loss_fn,
-            optimizer=t.optimizer,
-            scheduler=t.schedule,
-            progress=core.progress,
-            modules=t.extra_modules,
-            extra={
-                "config": config.to_dict(),
-                "logs": logger.offsets(),
-                "world_size": ctx.world_size,
-                "last_epoch_loss": last_epoch_loss,
-            },
-        )
-        checkpoints.save(core.progress.global_step, tensors, meta)
-
-    def checkpoint_mid_epoch(record: dict[str, Any]) -> None:
-        every = config.checkpoint_every
-        end_of_epoch = core.progress.step_in_epoch == steps_per_epoch
-        if every and core.progress.global_step % every == 0 and not end_of_epoch:
-            save_checkpoint()
-
-    after_step: list[Callable[[], None]] = []
-    if t.momentum:
-        after_step.append(lambda: t.loss_fn.update_key_encoder(t.model))  # type: ignore[operator]
-    core = TrainingCore(
-        t.optimizer,
-        schedule=t.schedule,
-        device=t.device,
-        bf16=t.use_bf16,
-        grad_clip=config.grad_clip,
-        hand_averaged=t.hand_averaged,
-        after_step=after_step,
-        on_step=[checkpoint_mid_epoch] + ([on_step] if on_step is not None else []),
-        logger=logger,
-        bar=progress_bar(
-            config.epochs * steps_per_epoch,
-            initial=position.progress.global_step,
-            enabled=config.progress and ctx.is_main,
-        ),
-        progress=position.progress,
-    )
-    try:
-        for epoch in range(position.progress.epoch, config.epochs):
-            _set_epoch(t.loss_fn, epoch)
-            batches = t.sampler.batches(epoch, start=core.progress.step_in_epoch)
-            summary = core.run_epoch(
-                epoch,
-                batches,
-                _contrastive_step(t, core, epoch),
-                train=[t.net, *t.extra_modules.values()],
-            )
-            last_epoch_loss = summary.loss
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "step": core.progress.global_step,
-                "loss": summary.loss,
-                "lr": core.lr,
-                "seconds": summary.seconds,
-                "samples_per_s": summary.samples_per_s,
-            }
-            if ctx.is_main and config.monitor_every and (epoch + 1) % config.monitor_every == 0:
-                for key, value in _monitor(t, config).items():
-                    record[key if key not in record else f"monitor_{key}"] = value
-            logger.epoch(record)
-            save_checkpoint()
-    finally:
-        core.close()
-        logger.close()
-    return core, last_epoch_loss
-
-
-def _finish(
-    t: _Training, position: _Position, core: TrainingCore, last_epoch_loss: float, seconds: float
-) -> dict[str, Any]:
-    """Write the weights and the metrics (rank 0); evaluate the frozen encoder if asked."""
-    config = t.config
-    run_dir = Path(config.out)
+def _finish(t: _Training) -> dict[str, Any]:
+    """Write the weights; evaluate the frozen encoder if asked (and possible)."""
     channels, height, _ = t.train.image_shape
     save_weights(
-        run_dir / WEIGHTS_FILE,
+        Path(t.config.out) / WEIGHTS_FILE,
         t.model.state_dict(),
         metadata={
             "format": "contrastkit/1",
@@ -678,32 +502,22 @@ def _finish(
         },
     )
     metrics: dict[str, Any] = {}
-    if config.evaluate:
-        with _fork_rng(t.device):
+    if t.evaluation_skipped is not None:  # decided before training; the run itself is kept
+        metrics["evaluation_skipped"] = t.evaluation_skipped
+    elif t.config.evaluate:
+        with fork_rng(t.device):
             metrics = evaluate_encoder(
                 t.model.encoder,
                 t.train,
                 t.test,
-                k=config.knn_k,
-                knn_temperature=config.knn_temperature,
+                k=t.config.knn_k,
+                knn_temperature=t.config.knn_temperature,
                 device=t.device,
             )
-    metrics.update(
-        {
-            "train_seconds": seconds,
-            "epochs": config.epochs,
-            "steps": core.progress.global_step,
-            "final_loss": last_epoch_loss,
-            "encoder_parameters": count_parameters(t.model.encoder),
-            "trainable_parameters": count_parameters(t.model)
-            + sum(count_parameters(m) for m in t.extra_modules.values()),
-            "precision": "bf16" if t.use_bf16 else "fp32",
-            "device": str(t.device),
-            "world_size": t.ctx.world_size,
-            "resumed_from": position.resumed_from,
-        }
+    metrics["encoder_parameters"] = count_parameters(t.model.encoder)
+    metrics["trainable_parameters"] = count_parameters(t.model) + sum(
+        count_parameters(m) for m in t.extra_modules.values()
     )
-    atomic_write_json(run_dir / METRICS_FILE, metrics)
     return metrics
 
 
@@ -713,18 +527,13 @@ def _fit(
     *,
     resume: bool,
     on_step: Callable[[dict[str, Any]], None] | None,
+    log: Callable[[str], None] | None = None,
 ) -> FitResult:
-    """Build, open the run directory, train the epochs, finish: a standard run on this rank."""
+    """Build an image run, then run it (:func:`contrastkit.train.run.execute`) on this rank."""
     t = _build(config, ctx)
-    checkpoints = CheckpointManager(Path(config.out) / CHECKPOINT_DIR, keep=config.keep_checkpoints)
-    position = _open_run_dir(t, checkpoints, resume=resume)
-    barrier()
-    start = time.perf_counter()
-    core, last_epoch_loss = _train_epochs(t, position, checkpoints, on_step)
-    seconds = time.perf_counter() - start
-    metrics = _finish(t, position, core, last_epoch_loss, seconds) if ctx.is_main else {}
-    barrier()
-    return FitResult(run_dir=Path(config.out), metrics=metrics, model=t.model)
+    if t.evaluation_skipped is not None and log is not None and ctx.is_main:
+        log(f"contrastkit fit: the evaluation will be skipped: {t.evaluation_skipped}")
+    return execute(t, resume=resume, on_step=on_step)
 
 
 def summary_line(metrics: Mapping[str, Any], run_dir: Path) -> str:

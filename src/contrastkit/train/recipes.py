@@ -4,8 +4,9 @@ A recipe is a flat YAML mapping of :class:`~contrastkit.train.config.FitConfig` 
 optional ``description``; its comments state the defaults of the method's source (paper, reference
 code) and how the recipe adapts them to the bundled data. ``contrastkit fit RECIPE --set key=value``
 overrides single keys (``loss_kwargs.NAME=value`` sets one loss argument); every value is parsed
-with ``yaml.safe_load`` and checked like the file's own values. An unknown recipe, an unknown key or
-a value of the wrong type is a ``ValueError`` that lists what is allowed.
+with :func:`load_yaml` (safe YAML) and checked like the file's own values. An unknown recipe, an
+unknown key, a key given twice (PyYAML alone would keep the last value silently) or a value of the
+wrong type is a ``ValueError`` that names the file and lists what is allowed.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from contrastkit.train.config import FitConfig, check_value_type, config_from_ma
 
 __all__ = [
     "Recipe",
+    "UniqueKeyLoader",
     "apply_overrides",
     "load_recipe",
+    "load_yaml",
     "parse_overrides",
     "recipe_config",
     "recipe_names",
@@ -35,6 +38,71 @@ RECIPE_SUFFIXES = (".yaml", ".yml")
 #: Config keys holding keyword arguments; ``--set KEY.NAME=value`` sets one of them.
 KWARGS_KEYS = ("loss_kwargs", "encoder_kwargs", "pretext_kwargs", "strategy_kwargs")
 _EXTRA_KEYS = ("description",)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's ``SafeLoader`` that refuses a mapping with a repeated key.
+
+    YAML requires the keys of a mapping to be unique, but PyYAML keeps the last of two equal keys
+    without a word, so ``epochs: 1`` followed later by ``epochs: 3`` would train for 3 epochs.
+    Merge keys (``<<: *base``) may still be overridden by the mapping's own keys.
+    """
+
+
+def _construct_unique_mapping(
+    loader: UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False
+) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        try:
+            first = seen.get(key)
+        except TypeError:  # an unhashable key: the base constructor reports it
+            continue
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (line {first} and line {line}); each key may appear once",
+                key_node.start_mark,
+            )
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _construct_unique_mapping,
+)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML ``text`` safely (no Python objects), refusing repeated keys.
+
+    Args:
+        text: The document.
+        source: Where it comes from (a file, ``--set KEY``), for the message.
+
+    Returns:
+        The parsed value.
+
+    Raises:
+        ValueError: Invalid YAML, a repeated key (its name and lines), or nesting too deep to
+            parse; the message starts with ``source``.
+    """
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader: no Python objects
+    except yaml.constructor.ConstructorError as exc:
+        if exc.problem and exc.problem.startswith("duplicate key"):
+            raise ValueError(f"{source}: {exc.problem}") from None
+        raise ValueError(f"{source} is not valid YAML: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{source} is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ValueError(f"{source}: YAML nested too deeply to read") from None
 
 
 @dataclass(frozen=True)
@@ -94,10 +162,7 @@ def _read(name_or_path: str) -> tuple[str, str, str]:
 def load_recipe(name_or_path: str) -> Recipe:
     """Load a shipped recipe by name, or a YAML file by path, and validate every key and type."""
     name, source, text = _read(name_or_path)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{source} is not valid YAML: {exc}") from exc
+    data = load_yaml(text, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -141,10 +206,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             raise ValueError(
                 f"--set expects key=value, got {item!r}; allowed keys: {', '.join(config_keys())}"
             )
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"--set {key}: cannot parse {text!r} as a YAML value ({exc})") from exc
+        value = load_yaml(text, f"--set {key}") if text.strip() else None
         parent, dot, sub = key.partition(".")
         if dot and (parent not in KWARGS_KEYS or not sub):
             raise ValueError(

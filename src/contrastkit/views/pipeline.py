@@ -34,6 +34,8 @@ __all__ = [
     "PRESETS",
     "ViewAugment",
     "ViewConfig",
+    "augment_names",
+    "check_augment",
     "check_size",
     "preset",
     "preset_for_dataset",
@@ -545,6 +547,51 @@ _DATASET_ALIASES = {
 }
 # Handwritten characters: like Fashion-MNIST but never flipped.
 _CHARACTER_SETS = {"mnist", "emnist", "kmnist", "qmnist", "usps"}
+
+
+def _dataset_key(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", str(name).strip().lower())
+
+
+def augment_names() -> list[str]:
+    """The names ``augment`` (``--augment``) accepts: the presets, then the datasets with one.
+
+    Example:
+        >>> augment_names()[:4]
+        ['cifar', 'digits', 'fashion-mnist', 'simclr']
+    """
+    datasets = {k for k in _DATASET_ALIASES if _dataset_key(k) not in map(_dataset_key, PRESETS)}
+    return sorted(PRESETS) + sorted(datasets | _CHARACTER_SETS)
+
+
+def check_augment(name: object) -> str:
+    """Check that ``name`` names a view preset or a dataset that has one; return it.
+
+    Unknown names are refused instead of falling back to the generic pipeline that
+    :func:`preset_for_dataset` picks for unknown *datasets*: a misspelt preset would otherwise
+    train silently with other views than asked for.
+
+    Args:
+        name: A preset (:data:`PRESETS`) or a dataset name (case, ``-``, ``_`` and spaces
+            ignored).
+
+    Returns:
+        ``name`` unchanged.
+
+    Raises:
+        TypeError: ``name`` is not a str.
+        ValueError: An unknown name; the message lists the known ones.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"augment must be a str naming a view preset, got {type(name).__name__}")
+    key = _dataset_key(name)
+    if key in _DATASET_ALIASES or key in _CHARACTER_SETS or key in map(_dataset_key, PRESETS):
+        return name
+    names = augment_names()
+    raise ValueError(
+        f"augment: unknown view preset {name!r}; the presets are {', '.join(PRESETS)}, and "
+        f"datasets name theirs ({', '.join(names[len(PRESETS) :])})"
+    )
 
 
 def preset_for_dataset(dataset_name: str, channels: int, image_size: int) -> ViewConfig:

@@ -63,16 +63,12 @@ def run_strategy(config: FitConfig, *, log: Callable[[str], None] | None = None)
     """Train ``config.strategy`` and write the run directory ``config.out``.
 
     Returns:
-        A :class:`~contrastkit.train.loop.FitResult`.
+        A :class:`~contrastkit.train.run.FitResult`.
     """
     from contrastkit.models import count_parameters
-    from contrastkit.train.loop import (
-        CONFIG_FILE,
-        EPOCH_LOG,
-        METRICS_FILE,
-        WEIGHTS_FILE,
-        FitResult,
-    )
+    from contrastkit.runs import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE
+    from contrastkit.train.logging import EPOCH_LOG
+    from contrastkit.train.run import FitResult
 
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -115,4 +111,4 @@ def run_strategy(config: FitConfig, *, log: Callable[[str], None] | None = None)
                 f"{metrics['simclr_linear_acc']:.4f}"
             )
         log(line + f"; run {run_dir}")
-    return FitResult(run_dir=run_dir, metrics=metrics, model=model)  # type: ignore[arg-type]
+    return FitResult(run_dir=run_dir, metrics=metrics, model=model)
