@@ -402,3 +402,16 @@ def test_a_full_disk_while_writing_the_pointer_keeps_the_previous_checkpoint(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert ckpts.load_latest()[1] == {"step": 3}  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [("3,99999999,2", "out of range"), ("1,2,3,4,5", "out of range"), ("x", "bad shape"),
+     ("0,8", "out of range")],
+)  # fmt: skip
+def test_two_tower_header_shapes_are_bounded(text: str, match: str) -> None:
+    from contrastkit.runs.directory import _parse_shape
+
+    with pytest.raises(ValueError, match=match):
+        _parse_shape(text, "model.safetensors")
+    assert _parse_shape("1,28,28", "w") == (1, 28, 28) and _parse_shape("", "w") == ()

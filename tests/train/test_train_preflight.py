@@ -167,3 +167,18 @@ def test_an_unknown_device_is_a_value_error(device: object) -> None:
     with pytest.raises(ValueError, match="device"):
         check_device(device)
     assert check_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("strategy", ["gsimclr", "mcl"])
+def test_strategy_runs_refuse_one_class_data_before_training(tmp_path: Path, strategy: str) -> None:
+    """A strategy run is judged by its probes: one-class data is refused before any step."""
+    data = tmp_path / "one_class.npz"
+    rng = np.random.default_rng(0)
+    x = rng.random((40, 1, 8, 8)).astype(np.float32)
+    np.savez(data, x_train=x[:30], y_train=np.zeros(30, np.int64), x_test=x[30:],
+             y_test=np.zeros(10, np.int64))  # fmt: skip
+    out = tmp_path / "run"
+    config = FitConfig(data=str(data), strategy=strategy, epochs=1, out=str(out), threads=1)
+    with pytest.raises(ValueError, match=r"judged by the kNN and linear probes.*1 class"):
+        fit(config)
+    assert not out.exists()

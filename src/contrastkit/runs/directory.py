@@ -22,6 +22,7 @@ reports and embedding export, without executing any pickled code.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -329,11 +330,33 @@ def is_two_tower_run(run_dir: str | os.PathLike[str]) -> bool:
     return read_config(run_dir).two_tower
 
 
-def _parse_shape(text: str, where: str) -> tuple[int, ...]:
+#: The kinds of tower a two-tower header may name (:func:`contrastkit.data.paired.modality_kind`).
+TOWER_KINDS = frozenset({"image", "series", "vector", "text"})
+
+#: Bounds on a two-tower header's sample shapes (checked before any tower is built).
+MAX_HEADER_DIMS = 4
+MAX_HEADER_SIDE = 65536
+MAX_HEADER_SAMPLE_SIZE = 2**26
+
+
+def _parse_shape(text: object, where: str) -> tuple[int, ...]:
+    """A sample shape from the header (``"3,32,32"``; ``""`` for text), within sane bounds."""
+    if not isinstance(text, str) or len(text) > 64:
+        raise ValueError(f"{where}: bad shape {text!r} in the weights header")
     try:
-        return tuple(int(d) for d in text.split(",")) if text else ()
+        shape = tuple(int(d) for d in text.split(",")) if text else ()
     except ValueError as exc:
         raise ValueError(f"{where}: bad shape {text!r} in the weights header") from exc
+    if (
+        len(shape) > MAX_HEADER_DIMS
+        or any(not 1 <= d <= MAX_HEADER_SIDE for d in shape)
+        or math.prod(shape) > MAX_HEADER_SAMPLE_SIZE
+    ):
+        raise ValueError(
+            f"{where}: the weights header's sample shape {shape} is out of range (at most "
+            f"{MAX_HEADER_DIMS} dims of 1..{MAX_HEADER_SIDE}, {MAX_HEADER_SAMPLE_SIZE} values)"
+        )
+    return shape
 
 
 def load_two_tower_run(run_dir: str | os.PathLike[str]) -> tuple[FitConfig, TwoTowerModel]:
@@ -362,7 +385,13 @@ def load_two_tower_run(run_dir: str | os.PathLike[str]) -> tuple[FitConfig, TwoT
     header = weights_metadata(weights_path)
     if header.get("model") != TWO_TOWER_MODEL:
         raise ValueError(f"{weights_path} does not hold a two-tower model (header {header})")
-    kinds = (header["kind_a"], header["kind_b"])
+    kind_a, kind_b = header.get("kind_a", ""), header.get("kind_b", "")
+    if kind_a not in TOWER_KINDS or kind_b not in TOWER_KINDS:
+        raise ValueError(
+            f"{weights_path}: the weights header's tower kinds {(kind_a, kind_b)} are not among "
+            f"{sorted(TOWER_KINDS)}"
+        )
+    kinds = (kind_a, kind_b)
     shapes = (
         _parse_shape(header.get("shape_a", ""), str(weights_path)),
         _parse_shape(header.get("shape_b", ""), str(weights_path)),

@@ -68,8 +68,16 @@ def run_strategy(config: FitConfig, *, log: Callable[[str], None] | None = None)
     from contrastkit.models import count_parameters
     from contrastkit.runs import CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE
     from contrastkit.train.logging import EPOCH_LOG
+    from contrastkit.train.loop import check_data_fits, evaluation_problem
     from contrastkit.train.run import FitResult
 
+    split = config.load_data()  # checked before anything is trained or written
+    check_data_fits(config, len(split.train))
+    problem = evaluation_problem(split.train, split.test)
+    if problem is not None:
+        raise ValueError(
+            f"strategy {config.strategy!r} is judged by the kNN and linear probes, and {problem}"
+        )
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / WEIGHTS_FILE).unlink(missing_ok=True)
