@@ -24,6 +24,7 @@ COMMANDS = [
     "fit-arrays",
     "download",
     "zeroshot",
+    "compare",
 ]
 
 

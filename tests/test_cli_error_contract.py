@@ -501,6 +501,18 @@ CASES = [
     case("embed-device-unknown", "embed {run} --out {tmp}/e.npz --device nope", "device", "nope"),
     case("embed-unknown-extension", "embed {run} --out {tmp}/e.txt", "e.txt"),
     case("embed-batch-size-zero", "embed {run} --out {tmp}/e.npz --batch-size 0", "batch_size"),
+    case("compare-one-run", "compare {run} --out {tmp}/c", "between 2 and"),
+    case("compare-not-a-run", "compare {run} {tmp}/nothing --out {tmp}/c", "nothing", "config.json"),
+    case("compare-run-twice", "compare {run} {run} --out {tmp}/c", "named once"),
+    case("compare-out-is-a-run", "compare {run} {tmp}/x --out {run}", "folder of its own"),
+    case("compare-out-holds-other-files", "compare {run} {tmp}/x --out {in}", "holds files"),
+    case(
+        "compare-metrics-nested",
+        "compare {run} {tmp}/nothing --out {tmp}/c",
+        "metrics.json",
+        "nested",
+        damage=_write("metrics.json", DEEP_JSON),
+    ),
     # the other sub-commands
     case("zeroshot-empty-class-name", "zeroshot {run} --classes cat,,dog", "--classes"),
     case("zeroshot-not-a-run", "zeroshot {tmp}/nothing --classes cat,dog", "nothing"),

@@ -1,4 +1,4 @@
-"""Tests of contrastkit.eval.monitor (epoch_metrics, subset)."""
+"""Tests of contrastkit.eval.monitor (epoch_metrics, geometry_metrics, the default rule, subset)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,21 @@ import torch
 from torch import nn
 
 from contrastkit.data import ArrayDataset
-from contrastkit.eval import effective_rank, epoch_metrics, uniformity
-from contrastkit.eval.monitor import subset
+from contrastkit.eval import (
+    alignment,
+    effective_rank,
+    epoch_metrics,
+    geometry_metrics,
+    tolerance,
+    uniformity,
+)
+from contrastkit.eval.monitor import (
+    EVERY_EPOCH_SAMPLES,
+    auto_monitor_every,
+    monitor_sizes,
+    read_metric,
+    subset,
+)
 from contrastkit.views import ViewAugment, preset
 
 
@@ -85,16 +98,17 @@ def test_known_answers_on_one_hot_features() -> None:
     train = _one_hot_dataset(m, k, seed=1)
     test = _one_hot_dataset(m, k, seed=2)
     out = epoch_metrics(_Flatten(16), train, test, k=5)
-    assert set(out) == {"knn_acc", "uniformity", "effective_rank"}
+    assert set(out) == {"knn_acc", "uniformity_h", "tolerance_h", "effective_rank_h"}
     assert all(isinstance(v, float) for v in out.values())
     assert out["knn_acc"] == 1.0
     # Balanced centred one-hot codes of k classes have k - 1 equal singular values.
-    assert out["effective_rank"] == pytest.approx(k - 1, rel=1e-5)
+    assert out["effective_rank_h"] == pytest.approx(k - 1, rel=1e-5)
     # Normalised one-hot: distance^2 is 0 within a class and 2 across classes.
     n = k * m
     same, other = k * m * (m - 1), n * (n - m)
     expected = math.log((same + other * math.exp(-4.0)) / (n * (n - 1)))
-    assert out["uniformity"] == pytest.approx(expected, rel=1e-6)
+    assert out["uniformity_h"] == pytest.approx(expected, rel=1e-6)
+    assert out["tolerance_h"] == pytest.approx(1.0)  # same class: the same code
 
 
 def test_matches_the_geometry_functions() -> None:
@@ -102,12 +116,14 @@ def test_matches_the_geometry_functions() -> None:
     images = torch.rand(30, 1, 3, 3, generator=gen)
     labels = torch.randint(0, 3, (30,), generator=gen)
     data = ArrayDataset(images=images, labels=labels, name="r", num_classes=3)
+    torch.manual_seed(0)  # the layer's initial weights (kNN's margin depends on them)
     enc = nn.Sequential(nn.Flatten(), nn.Linear(9, 5))
     out = epoch_metrics(enc, data, data)
     with torch.no_grad():
         feats = enc(images)
-    assert out["uniformity"] == pytest.approx(uniformity(feats), rel=1e-5)
-    assert out["effective_rank"] == pytest.approx(effective_rank(feats), rel=1e-5)
+    assert out["uniformity_h"] == pytest.approx(uniformity(feats), rel=1e-5)
+    assert out["effective_rank_h"] == pytest.approx(effective_rank(feats), rel=1e-5)
+    assert out["tolerance_h"] == pytest.approx(tolerance(feats, labels), rel=1e-5)
     # Each held-out row finds itself among the train rows (same data), so kNN beats chance.
     assert out["knn_acc"] > 0.5
 
@@ -122,15 +138,15 @@ def test_alignment_only_with_augment() -> None:
         return x.clone()
 
     out = epoch_metrics(enc, data, data, augment=identity)
-    assert out["alignment"] == pytest.approx(0.0, abs=1e-12)
+    assert out["alignment_h"] == pytest.approx(0.0, abs=1e-12)
     assert len(calls) == 2 and all(isinstance(g, torch.Generator) for g in calls)
 
     def noisy(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return x + 0.5 * torch.rand(x.shape, generator=generator)
 
     noisy_out = epoch_metrics(enc, data, data, augment=noisy)
-    assert noisy_out["alignment"] > 0.01
-    assert "alignment" not in epoch_metrics(enc, data, data)
+    assert noisy_out["alignment_h"] > 0.01
+    assert "alignment_h" not in epoch_metrics(enc, data, data)
 
 
 def test_view_augment_is_used_and_seeded() -> None:
@@ -144,7 +160,7 @@ def test_view_augment_is_used_and_seeded() -> None:
     second = epoch_metrics(enc, data, data, augment=aug)
     assert torch.equal(torch.get_rng_state(), before)  # the global generator is not used
     assert first == second  # fixed view seed: the same numbers for the same encoder
-    assert 0.0 < first["alignment"] <= 4.0
+    assert 0.0 < first["alignment_h"] <= 4.0
 
 
 def test_k_is_capped_and_modes_restored() -> None:
@@ -160,7 +176,7 @@ def test_single_heldout_image_has_no_uniformity() -> None:
     data = _one_hot_dataset(3, 2)
     one = subset(data, 1, seed=0)
     out = epoch_metrics(_Flatten(16), data, one)
-    assert "uniformity" not in out and "knn_acc" in out
+    assert "uniformity_h" not in out and "tolerance_h" not in out and "knn_acc" in out
 
 
 @pytest.mark.parametrize(
@@ -170,6 +186,7 @@ def test_single_heldout_image_has_no_uniformity() -> None:
         ({"train_subset": torch.zeros(2)}, TypeError, "train_subset"),
         ({"k": 0}, ValueError, "k"),
         ({"augment": 3}, TypeError, "augment"),
+        ({"head": "mlp"}, TypeError, "head"),
     ],
 )
 def test_errors(kwargs: dict[str, object], error: type, match: str) -> None:
@@ -179,3 +196,87 @@ def test_errors(kwargs: dict[str, object], error: type, match: str) -> None:
     enc, train, held = args.pop("encoder"), args.pop("train_subset"), args.pop("heldout")
     with pytest.raises(error, match=match):
         epoch_metrics(enc, train, held, **args)  # type: ignore[arg-type]
+
+
+# --- both spaces ------------------------------------------------------------------------------
+
+
+def test_head_adds_the_z_space_computed_on_the_head_output() -> None:
+    gen = torch.Generator().manual_seed(3)
+    images = torch.rand(24, 1, 3, 3, generator=gen)
+    labels = torch.arange(24) % 3
+    data = ArrayDataset(images=images, labels=labels, name="r", num_classes=3)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(9, 6))
+    head = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 4))
+
+    def noisy(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return x + 0.3 * torch.rand(x.shape, generator=generator)
+
+    out = epoch_metrics(enc, data, data, augment=noisy, head=head)
+    names = ("alignment", "uniformity", "tolerance", "effective_rank")
+    assert {f"{n}_{s}" for n in names for s in "hz"} | {"knn_acc"} == set(out)
+    with torch.no_grad():
+        h = enc(images)
+        z = head(h)
+        g = torch.Generator().manual_seed(0)  # the monitor's fixed view seed
+        v1, v2 = noisy(images, generator=g), noisy(images, generator=g)
+        z1, z2 = head(enc(v1)), head(enc(v2))
+    assert out["uniformity_z"] == pytest.approx(uniformity(z), rel=1e-5)
+    assert out["tolerance_z"] == pytest.approx(tolerance(z, labels), rel=1e-5)
+    assert out["effective_rank_z"] == pytest.approx(effective_rank(z), rel=1e-5)
+    assert out["alignment_z"] == pytest.approx(alignment(z1, z2), rel=1e-5)
+    assert out["uniformity_h"] == pytest.approx(uniformity(h), rel=1e-5)
+    assert out["uniformity_z"] != pytest.approx(out["uniformity_h"])
+
+
+def test_geometry_metrics_matches_the_monitor_and_is_seeded() -> None:
+    gen = torch.Generator().manual_seed(4)
+    images = torch.rand(20, 1, 8, 8, generator=gen)
+    labels = torch.arange(20) % 4
+    data = ArrayDataset(images=images, labels=labels, name="g", num_classes=4)
+    enc = nn.Sequential(nn.Flatten(), nn.Linear(64, 6))
+    head = nn.Linear(6, 3)
+    aug = ViewAugment(preset("digits", channels=1, image_size=8))
+    final = geometry_metrics(enc, images, labels, head=head, augment=aug)
+    monitored = epoch_metrics(enc, data, data, augment=aug, head=head)
+    assert final == {k: v for k, v in monitored.items() if k != "knn_acc"}  # seed 0: same views
+    other = geometry_metrics(enc, images, labels, head=head, augment=aug, seed=1)
+    assert other["alignment_z"] != final["alignment_z"]  # other views
+    assert other["tolerance_z"] == final["tolerance_z"]  # no randomness
+    with pytest.raises(ValueError, match="labels"):
+        geometry_metrics(enc, images, labels[:3])
+    with pytest.raises(TypeError, match="head"):
+        geometry_metrics(enc, images, labels, head=3)  # type: ignore[arg-type]
+
+
+# --- the default rule and the readers ---------------------------------------------------------
+
+
+def test_auto_monitor_every_is_every_epoch_from_1000_samples() -> None:
+    assert EVERY_EPOCH_SAMPLES == 1000
+    assert auto_monitor_every(1347) == 1  # digits: the demo is monitored every epoch
+    assert auto_monitor_every(60_000) == 1
+    assert auto_monitor_every(1000) == 1
+    assert auto_monitor_every(999) == 2
+    assert auto_monitor_every(500) == 2
+    assert auto_monitor_every(100) == 10
+    assert auto_monitor_every(1) == 1000
+    with pytest.raises(ValueError, match="n_train"):
+        auto_monitor_every(0)
+
+
+def test_monitor_sizes_grow_with_the_classes() -> None:
+    assert monitor_sizes(10) == (256, 128)
+    assert monitor_sizes(100) == (2000, 400)
+    with pytest.raises(ValueError, match="num_classes"):
+        monitor_sizes(0)
+
+
+def test_read_metric_reads_legacy_keys_and_skips_non_numbers() -> None:
+    old = {"alignment": 0.5, "uniformity": -1.0, "effective_rank": 3, "knn_acc": True}
+    assert read_metric(old, "alignment_h") == 0.5
+    assert read_metric(old, "uniformity_h") == -1.0
+    assert read_metric(old, "effective_rank_h") == 3.0
+    assert read_metric(old, "alignment_z") is None  # an old run has no z
+    assert read_metric(old, "knn_acc") is None  # a bool is not a number
+    assert read_metric({"alignment_h": float("nan"), "alignment": 0.2}, "alignment_h") == 0.2

@@ -38,12 +38,12 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-epoch digits run with monitoring, and its report written through the CLI."""
+    """A two-epoch digits run with monitoring, and its report written through the CLI."""
     out = tmp_path_factory.mktemp("report-run") / "run"
     fit(
         FitConfig(
             data="digits",
-            epochs=1,
+            epochs=2,
             batch_size=256,
             progress=False,
             out=str(out),
@@ -116,43 +116,53 @@ def test_metrics_table(run: Path) -> None:
     assert rows["knn_acc"] == f"{metrics['knn_acc']:.4f}"
     assert rows["linear_acc"] == f"{metrics['linear_acc']:.4f}"
     for key in (
-        "alignment",
-        "uniformity",
+        "alignment_h",
+        "alignment_z",
+        "uniformity_h",
+        "uniformity_z",
         "effective_rank_h",
         "effective_rank_z",
         "kmeans_nmi",
         "kmeans_ari",
-        "tolerance",
+        "tolerance_h",
+        "tolerance_z",
     ):
         assert key in rows
+        # The report's final geometry is the one fit wrote into metrics.json (same seed, CPU).
+        assert key.startswith("kmeans") or rows[key] == f"{metrics[key]:.4f}"
     summary = json.loads((run / "report" / "summary.json").read_text())
-    assert 0.0 <= summary["alignment"] <= 4.0
-    assert summary["uniformity"] <= 0.0
+    assert 0.0 <= summary["alignment_z"] <= 4.0
+    assert summary["uniformity_z"] <= 0.0
     assert 1.0 <= summary["effective_rank_h"] <= 128.0
     assert 0.0 <= summary["kmeans_nmi"] <= 1.0
 
 
 def test_trainer_monitor_entries_are_plotted(run: Path) -> None:
     epochs = [json.loads(line) for line in (run / "epochs.jsonl").read_text().splitlines()]
-    assert {"knn_acc", "alignment", "uniformity", "effective_rank"} <= set(epochs[-1])
+    assert {"knn_acc", "alignment_z", "uniformity_h", "effective_rank_h"} <= set(epochs[-1])
     text = (run / "report" / "report.html").read_text(encoding="utf-8")
-    # Monitored: no "not monitored" note under the kNN and alignment/uniformity figures.
-    assert "No kNN accuracy was monitored" not in text
-    assert "No alignment/uniformity trajectory was monitored" not in text
+    # Monitored at both epochs: every chart drawn, none listed as not drawn.
+    assert "Charts not drawn" not in text and "not monitored" not in text
 
 
-def test_notes_without_monitoring(tmp_path: Path) -> None:
+def test_no_chart_from_fewer_than_two_points(tmp_path: Path) -> None:
     plotter = _Plotter(tmp_path)
     epochs: list[dict[str, Any]] = [{"epoch": 1, "loss": 5.0}, {"epoch": 2, "loss": 4.0}]
-    _, note = _plot_knn(plotter, epochs, 0.9, 2.0)
-    assert note is not None and "monitor_every" in note
-    _, note = _plot_knn(plotter, [{"epoch": 1, "knn_acc": 0.5}], 0.9, 1.0)
-    assert note is None
-    _, note = _plot_align_uniform(plotter, epochs, 0.5, -2.0, 2.0)
-    assert note is not None
+    final = {"alignment_h": 0.5, "uniformity_h": -2.0, "alignment_z": 0.4, "uniformity_z": -3.0}
+    fig, note = _plot_knn(plotter, epochs, 0.9, 2.0)
+    assert fig is None and note is not None and "monitor_every" in note
+    fig, note = _plot_knn(plotter, [{"epoch": 1, "knn_acc": 0.5}], 0.9, 1.0)
+    assert fig is None and note is not None and "one epoch only" in note  # a single point
+    fig, note = _plot_knn(plotter, [{"epoch": e, "knn_acc": 0.5} for e in (1, 2)], 0.9, 2.0)
+    assert fig is not None and note is None
+    fig, note = _plot_align_uniform(plotter, epochs, final, 2.0)
+    assert fig is None and note is not None and "monitor_every" in note
+    one = [{"epoch": 1, "alignment_z": 0.1, "uniformity_z": -1.0}]
+    assert _plot_align_uniform(plotter, one, final, 1.0)[0] is None
+    # Older runs wrote "alignment"/"uniformity" (of h): still read, as h.
     monitored = [{"epoch": e, "alignment": 0.1 * e, "uniformity": -e} for e in (1, 2)]
-    _, note = _plot_align_uniform(plotter, monitored, 0.5, -2.0, 2.0)
-    assert note is None
+    fig, note = _plot_align_uniform(plotter, monitored, final, 2.0)
+    assert fig is not None and note is None
 
 
 def test_missing_matplotlib_names_the_extra(
@@ -237,7 +247,7 @@ def test_report_opens_in_headless_chromium(run: Path, tmp_path: Path) -> None:
     assert result["broken"] == []
     assert sorted(result["loaded"]) == sorted(PNGS)
     assert result["metrics_rows"] >= 10
-    assert {"knn_acc", "linear_acc", "alignment", "uniformity"} <= set(result["metric_names"])
+    assert {"knn_acc", "linear_acc", "alignment_z", "uniformity_h"} <= set(result["metric_names"])
 
 
 @pytest.mark.slow
@@ -251,8 +261,12 @@ def test_report_of_a_bare_run_recomputes_the_metrics(run: Path, tmp_path: Path) 
     summary = json.loads((bare / "report" / "summary.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     assert summary["knn_acc"] == pytest.approx(metrics["knn_acc"])
-    assert summary["linear_acc"] == pytest.approx(metrics["linear_acc"])
+    # The probe's L-BFGS fit follows float rounding (the trained model runs channels_last, the
+    # reloaded one does not): a few of 450 test images may flip.
+    assert summary["linear_acc"] == pytest.approx(metrics["linear_acc"], abs=0.02)
     text = page.read_text(encoding="utf-8")
-    assert "No kNN accuracy was monitored" in text
-    assert "No alignment/uniformity trajectory was monitored" in text
-    assert all((bare / "report" / name).is_file() for name in PNGS)
+    assert "Charts not drawn" in text and text.count("not monitored during training") == 2
+    assert "Training loss: fewer than two losses were logged" in text  # no logs copied
+    left_out = ("loss.png", "knn.png", "align_uniform.png")
+    assert all((bare / "report" / name).is_file() for name in PNGS if name not in left_out)
+    assert not any((bare / "report" / name).exists() for name in left_out)

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 import contrastkit.train.loop as loop
 from contrastkit.data import ArrayDataset
+from contrastkit.eval.monitor import monitor_sizes
 from contrastkit.losses import InfoNCE, LossInfo, registry
 from contrastkit.train import FitConfig, fit, resume_run
 from contrastkit.train.loop import summary_line
@@ -82,7 +83,7 @@ def test_epoch_monitor_is_called_every_k_epochs(
     def epoch_metrics(
         encoder: nn.Module, train: ArrayDataset, heldout: ArrayDataset, **kwargs: Any
     ) -> dict[str, Any]:
-        assert set(kwargs) == {"augment", "k"}
+        assert set(kwargs) == {"augment", "k", "head"}
         assert isinstance(encoder, nn.Module) and not isinstance(encoder, loop.ContrastiveModel)
         calls.append((len(train), len(heldout)))
         torch.rand(100)  # consuming the global RNG must not change training
@@ -91,19 +92,20 @@ def test_epoch_monitor_is_called_every_k_epochs(
     monkeypatch.setattr(loop, "epoch_metrics", epoch_metrics)
     cfg = {**TINY, "epochs": 3}
     fit(FitConfig(out=str(tmp_path / "m"), monitor_every=2, **cfg))
-    assert calls == [(loop.MONITOR_SAMPLES, 450)]  # epoch 2 only; digits test split has 450
+    assert calls == [monitor_sizes(10)]  # epoch 2 only: subsets of the bank and held-out sizes
     epochs = lines(tmp_path / "m" / "epochs.jsonl")
     assert "knn_acc" not in epochs[0] and epochs[1]["knn_acc"] == 0.5 and epochs[1]["erank"] == 3.0
     assert epochs[1]["monitor_loss"] == 1.0 and epochs[1]["loss"] != 1.0
     # the monitor does not perturb training
-    fit(FitConfig(out=str(tmp_path / "n"), **cfg))
+    fit(FitConfig(out=str(tmp_path / "n"), monitor_every=0, **cfg))
     assert lines(tmp_path / "n" / "steps.jsonl") == lines(tmp_path / "m" / "steps.jsonl")
 
 
 def test_real_monitor_module(tmp_path: Path) -> None:
     fit(FitConfig(out=str(tmp_path / "real"), monitor_every=1, **{**TINY, "epochs": 1}))
     record = lines(tmp_path / "real" / "epochs.jsonl")[0]
-    assert 0.0 <= record["knn_acc"] <= 1.0 and "alignment" in record  # augment was passed
+    assert 0.0 <= record["knn_acc"] <= 1.0 and "alignment_h" in record  # augment was passed
+    assert "alignment_z" in record  # and the head
 
 
 class IndexProbe(nn.Module):

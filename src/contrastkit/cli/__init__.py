@@ -1,11 +1,11 @@
 """``contrastkit`` command line: a thin layer over the library.
 
 Each sub-command group is one module that adds its parser and handler (``set_defaults(handler=...)``):
-:mod:`.fit` (``fit``), :mod:`.runs` (``eval``, ``report``, ``embed``), :mod:`.zeroshot`
-(``zeroshot``), :mod:`.catalog` (``losses``,
-``recipes``), :mod:`.arrays` (``fit-arrays``), :mod:`.cluster` (``cluster``) and :mod:`.data`
-(``download``). Handlers parse, call the library and print; :func:`main` turns every failure a
-user can cause into one line on stderr (no traceback) and an exit code:
+:mod:`.fit` (``fit``), :mod:`.runs` (``eval``, ``report``, ``embed``, ``compare``),
+:mod:`.zeroshot` (``zeroshot``), :mod:`.catalog` (``losses``, ``recipes``), :mod:`.arrays`
+(``fit-arrays``), :mod:`.cluster` (``cluster``) and :mod:`.data` (``download``). Handlers parse,
+call the library and print; :func:`main` turns every failure a user can cause into one line on
+stderr (no traceback) and an exit code:
 
 - 2, bad input: an unknown name, a value out of range, a damaged or foreign file (the library
   raises ``ValueError``, ``TypeError`` or ``FileNotFoundError``, naming the flag or file), the

@@ -1,4 +1,4 @@
-"""``contrastkit eval``, ``report`` and ``embed``: commands on a finished run directory."""
+"""``contrastkit eval``, ``report``, ``embed`` and ``compare``: commands on run directories."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from contrastkit.cli._output import print_metrics
-from contrastkit.eval import embed_run, evaluate_two_tower, load_embeddings, write_report
+from contrastkit.eval import (
+    embed_run,
+    evaluate_two_tower,
+    load_embeddings,
+    write_comparison,
+    write_report,
+)
 from contrastkit.runs import is_two_tower_run, load_run, load_two_tower_run
 from contrastkit.train import evaluate_encoder
 
@@ -16,7 +22,7 @@ __all__ = ["add_parsers"]
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Add the ``eval``, ``report`` and ``embed`` sub-commands to ``sub``."""
+    """Add the ``eval``, ``report``, ``embed`` and ``compare`` sub-commands to ``sub``."""
     p = sub.add_parser(
         "eval",
         help="recompute kNN and linear-probe accuracy of a run (two-tower runs: also retrieval "
@@ -37,8 +43,37 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--max-points", type=int, default=2000, help="test points in the t-SNE map")
     p.add_argument("--device", default=None, help="where to run the model (default: cpu)")
+    p.add_argument(
+        "--umap",
+        action="store_true",
+        help="add a UMAP map beside the t-SNE map (pip install 'contrastkit[umap]')",
+    )
     p.set_defaults(handler=run_report)
     _add_embed_parser(sub)
+    _add_compare_parser(sub)
+
+
+def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="one HTML page (and PNGs) overlaying several runs: loss, kNN, geometry, metrics, "
+        "config differences",
+        description="Overlay the loss curves, monitored kNN accuracy and alignment/uniformity/"
+        "tolerance trajectories (head output z and encoder features h) of several runs, with "
+        "their final metrics side by side and the configuration keys that differ highlighted. "
+        "Reads the run directories' logs only (no model is loaded). Needs matplotlib: pip "
+        "install 'contrastkit[plot]'.",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="two or more run directories")
+    p.add_argument(
+        "--out", default="compare", help="output folder (default: ./compare): compare.html, PNGs"
+    )
+    p.add_argument(
+        "--names",
+        default=None,
+        help="comma-separated labels of the runs (default: their folder names)",
+    )
+    p.set_defaults(handler=run_compare)
 
 
 def _add_embed_parser(sub: argparse._SubParsersAction) -> None:
@@ -125,7 +160,11 @@ def run_report(args: argparse.Namespace) -> int:
     """Write the run's report; a missing plotting extra is one line and exit code 2."""
     try:
         path = write_report(
-            args.run_dir, data_root=args.data_root, max_points=args.max_points, device=args.device
+            args.run_dir,
+            data_root=args.data_root,
+            max_points=args.max_points,
+            device=args.device,
+            umap=args.umap,
         )
     except ImportError as exc:
         print(f"contrastkit report: error: {exc}", file=sys.stderr)
@@ -152,4 +191,16 @@ def run_embed(args: argparse.Namespace) -> int:
     print(f"embedded {feats.shape[0]} {what} into {feats.shape[1]} dimensions:")
     for path in files:
         print(f"  {path}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Write the comparison page of several runs; a missing plotting extra is exit code 2."""
+    names = None if args.names is None else [n.strip() for n in args.names.split(",")]
+    try:
+        path = write_comparison(args.run_dirs, args.out, names=names)
+    except ImportError as exc:
+        print(f"contrastkit compare: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"comparison of {len(args.run_dirs)} runs written: {path.resolve()}")
     return 0

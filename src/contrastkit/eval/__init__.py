@@ -16,6 +16,9 @@ grad, and is sized for CPU use on tens of thousands of samples.
 - :func:`collect_features`, :func:`layerwise_probe`, :func:`attribute_probe`, :func:`probe_layers`:
   probes of pre-/post-projection and head layers, and per-attribute (feature suppression) probes.
 - :func:`write_report`: plots and a self-contained HTML report of a run (needs the ``plot`` extra).
+- :func:`write_comparison`: one self-contained HTML page overlaying several runs (``contrastkit
+  compare``); :func:`geometry_metrics`: alignment, uniformity, tolerance and effective rank in both
+  spaces (``h`` and ``z``).
 - :func:`embed_run`, :func:`save_embeddings`, :func:`load_embeddings`: export embeddings.
 - :func:`retrieval_metrics`, :func:`zero_shot_classifier`, :func:`zero_shot_predict`,
   :func:`zero_shot_accuracy`: two-tower evaluation (recall@k, ranks, prompt-ensembled zero-shot);
@@ -24,6 +27,7 @@ grad, and is sized for CPU use on tens of thousands of samples.
 """
 
 from contrastkit.eval.clustering import cluster_metrics, clustering_accuracy, modularity
+from contrastkit.eval.compare import write_comparison
 from contrastkit.eval.embed import embed_run, load_embeddings, save_embeddings
 from contrastkit.eval.features import extract_features
 from contrastkit.eval.geometry import (
@@ -36,7 +40,7 @@ from contrastkit.eval.geometry import (
 )
 from contrastkit.eval.knn import knn_accuracy, knn_predict
 from contrastkit.eval.linear import ProbeResult, linear_probe
-from contrastkit.eval.monitor import epoch_metrics
+from contrastkit.eval.monitor import epoch_metrics, geometry_metrics
 from contrastkit.eval.probes import (
     attribute_probe,
     collect_features,
@@ -73,6 +77,7 @@ __all__ = [
     "epoch_metrics",
     "evaluate_two_tower",
     "extract_features",
+    "geometry_metrics",
     "hardness_profile",
     "knn_accuracy",
     "knn_predict",
@@ -87,6 +92,7 @@ __all__ = [
     "tolerance",
     "two_tower_embeddings",
     "uniformity",
+    "write_comparison",
     "write_report",
     "zero_shot_accuracy",
     "zero_shot_classifier",

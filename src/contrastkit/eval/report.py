@@ -7,17 +7,23 @@ its dataset (same split), and writes into ``RUN_DIR/report/``:
 - ``loss.png``: the training loss per step and per epoch;
 - ``knn.png``: kNN accuracy over the epochs (from the monitoring entries of ``epochs.jsonl``, see
   ``FitConfig.monitor_every``), with the final model's value;
-- ``align_uniform.png``: alignment and uniformity (Wang & Isola, 2020) over the epochs and in the
-  alignment-uniformity plane; without monitoring entries only the final model's point is shown;
+- ``align_uniform.png``: alignment and uniformity (Wang & Isola, 2020) and tolerance (Wang & Liu,
+  2021) over the epochs and in the alignment-uniformity plane, in both spaces: the encoder
+  features ``h`` and the head output ``z`` the loss acts on (normalised);
 - ``spectrum.png``: singular values of the centred test features ``h`` and projections ``z``
-  (dimensional collapse) and their effective ranks;
+  (dimensional collapse), their effective ranks, and the monitored effective ranks over epochs;
 - ``embedding.png``: a t-SNE map (scikit-learn) of at most ``max_points`` test features, coloured
-  by label;
+  by label, and beside it a UMAP map with ``umap=True`` (the ``umap`` extra: ``pip install
+  'contrastkit[umap]'``);
 - ``views.png``: a few training images and augmented views of them, as the trainer made them;
 - ``metrics.png``: the final metrics table;
 - ``summary.json``: the metrics of the table;
 - ``report.html``: all of the above in one file, every image embedded as a ``data:`` URI (no
   external resource), the metrics as an HTML table with ``id="metrics"``.
+
+No chart is drawn from a single point: a chart over epochs whose quantity was monitored at fewer
+than two epochs is left out, and the page says in one line how to get it (the final values are in
+the table).
 
 A two-tower run gets its own report (:mod:`contrastkit.eval.report_two_tower`: recall@k, a
 retrieval example grid, zero-shot per class).
@@ -29,11 +35,11 @@ when a report is written, and drawn through the Agg canvas (no display, no globa
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,16 +53,10 @@ from torch import Tensor
 from contrastkit._validation import check_device
 from contrastkit.eval.clustering import cluster_metrics
 from contrastkit.eval.features import _check_int, extract_features
-from contrastkit.eval.geometry import (
-    alignment,
-    effective_rank,
-    singular_values,
-    tolerance,
-    uniformity,
-)
+from contrastkit.eval.geometry import singular_values
 from contrastkit.eval.knn import knn_accuracy
 from contrastkit.eval.linear import linear_probe
-from contrastkit.eval.monitor import VIEW_SEED
+from contrastkit.eval.monitor import geometry_metrics, read_metric
 from contrastkit.eval.probes import collect_features
 from contrastkit.runs import (
     EPOCH_LOG,
@@ -73,10 +73,21 @@ __all__ = ["REPORT_DIR", "MissingExtraError", "require_matplotlib", "write_repor
 REPORT_DIR = "report"
 REPORT_FILE = "report.html"
 PLOT_EXTRA = "plot"
+UMAP_EXTRA = "umap"
+
+#: Colours and labels of the two spaces in every geometry chart (the report's and the comparison's).
+SPACES = (
+    ("h", "tab:blue", "h (encoder features)"),
+    ("z", "tab:orange", "z (head output, what the loss acts on)"),
+)
 
 #: Training images shown in the grid of views, and views per image.
 GRID_IMAGES = 6
 GRID_VIEWS = 5
+
+
+#: Geometry keys of older metrics files (all of h), replaced by the ``_h``/``_z`` keys.
+LEGACY_GEOMETRY = ("alignment", "uniformity", "tolerance")
 
 
 class MissingExtraError(ImportError):
@@ -119,11 +130,26 @@ def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float]
     xs: list[float] = []
     ys: list[float] = []
     for i, rec in enumerate(records):
-        value = rec.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        value = read_metric(rec, key)  # "alignment_h" also reads "alignment" of older runs
+        if value is not None:
             xs.append(float(rec.get("epoch", i + 1)))
-            ys.append(float(value))
+            ys.append(value)
     return xs, ys
+
+
+def _missing_note(n_points: int) -> str:
+    """The one line that replaces a chart over epochs drawn from fewer than two points."""
+    got = "not monitored during training" if n_points == 0 else "monitored at one epoch only"
+    return (
+        f"not drawn, {got}. To get it, train with `--set monitor_every=1` (every epoch; the "
+        "default monitors every epoch from 1,000 training samples). The final values are in the "
+        "table."
+    )
+
+
+def _loss_points(epochs: Sequence[Mapping[str, Any]], steps: Sequence[Mapping[str, Any]]) -> int:
+    """How many points the loss chart would have (steps, else epochs)."""
+    return max(len(_series(steps, "loss")[1]), len(_series(epochs, "loss")[1]))
 
 
 @dataclass
@@ -132,6 +158,7 @@ class _Page:
 
     figures: list[tuple[str, str, str]] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (heading, how to get it)
 
 
 class _Plotter:
@@ -164,27 +191,33 @@ def _note_text(ax: Any, text: str) -> None:
     )
 
 
+def _step_losses(steps: Sequence[Mapping[str, Any]]) -> tuple[list[float], list[float]]:
+    """``(positions in epochs, losses)`` of the logged steps: step s of epoch e sits at
+    ``e - 1 + (s - first step of e + 1) / steps in e``."""
+    _, sy = _series(steps, "loss")
+    per_epoch: dict[int, list[int]] = {}
+    for rec in steps:
+        if isinstance(rec.get("loss"), int | float) and "epoch" in rec and "step" in rec:
+            per_epoch.setdefault(int(rec["epoch"]), []).append(int(rec["step"]))
+    pos: list[float] = []
+    for rec in steps:
+        if read_metric(rec, "loss") is None:
+            continue
+        if "epoch" in rec and "step" in rec:
+            ids = per_epoch[int(rec["epoch"])]
+            lo, n = min(ids), len(ids)
+            pos.append(int(rec["epoch"]) - 1 + (int(rec["step"]) - lo + 1) / n)
+        else:
+            pos.append(float(len(pos) + 1))
+    return pos, sy
+
+
 def _plot_loss(p: _Plotter, epochs: list[dict[str, Any]], steps: list[dict[str, Any]]) -> Any:
     fig = p.figure(6.4, 3.6)
     ax = fig.add_subplot()
     ex, ey = _series(epochs, "loss")
-    _, sy = _series(steps, "loss")
+    pos, sy = _step_losses(steps)
     if sy:
-        # Place step s of epoch e at e - 1 + (s - first step of e + 1) / steps in e.
-        per_epoch: dict[int, list[int]] = {}
-        for rec in steps:
-            if isinstance(rec.get("loss"), int | float) and "epoch" in rec and "step" in rec:
-                per_epoch.setdefault(int(rec["epoch"]), []).append(int(rec["step"]))
-        pos: list[float] = []
-        for rec in steps:
-            if not isinstance(rec.get("loss"), int | float) or not math.isfinite(rec["loss"]):
-                continue
-            if "epoch" in rec and "step" in rec:
-                ids = per_epoch[int(rec["epoch"])]
-                lo, n = min(ids), len(ids)
-                pos.append(int(rec["epoch"]) - 1 + (int(rec["step"]) - lo + 1) / n)
-            else:
-                pos.append(float(len(pos) + 1))
         ax.plot(pos, sy, color="tab:blue", alpha=0.35, lw=0.8, label="per step")
     if ey:
         ax.plot(ex, ey, "o-", color="tab:blue", lw=1.6, ms=4, label="epoch mean")
@@ -202,18 +235,14 @@ def _plot_loss(p: _Plotter, epochs: list[dict[str, Any]], steps: list[dict[str, 
 def _plot_knn(
     p: _Plotter, epochs: list[dict[str, Any]], final: float | None, last_epoch: float
 ) -> tuple[Any, str | None]:
+    """The kNN chart, or ``(None, note)`` when fewer than two epochs were monitored."""
+    xs, ys = _series(epochs, "knn_acc")
+    if len(ys) < 2:
+        return None, _missing_note(len(ys))
+    note = None
     fig = p.figure(6.4, 3.6)
     ax = fig.add_subplot()
-    xs, ys = _series(epochs, "knn_acc")
-    note = None
-    if ys:
-        ax.plot(xs, ys, "o-", color="tab:green", ms=4, label="held-out subset (monitor)")
-    else:
-        note = (
-            "No kNN accuracy was monitored during training (train with monitor_every=K, e.g. "
-            "`--set monitor_every=1`); only the final model's value is shown."
-        )
-        _note_text(ax, "not monitored: only the final model is shown")
+    ax.plot(xs, ys, "o-", color="tab:green", ms=4, label="held-out subset (monitor)")
     if final is not None:
         ax.plot([last_epoch], [final], "*", color="tab:red", ms=12, label="final model, test set")
     ax.set_xlabel("epoch")
@@ -227,50 +256,70 @@ def _plot_knn(
 def _plot_align_uniform(
     p: _Plotter,
     epochs: list[dict[str, Any]],
-    final_align: float,
-    final_unif: float,
+    final: Mapping[str, Any],
     last_epoch: float,
 ) -> tuple[Any, str | None]:
-    fig = p.figure(9.6, 3.8)
-    ax_t, ax_p = fig.subplots(1, 2)
-    ax_x, ay = _series(epochs, "alignment")
-    ux, uy = _series(epochs, "uniformity")
-    if ay:
-        ax_t.plot(ax_x, ay, "o-", color="tab:orange", ms=4, label="alignment (monitor)")
-    if uy:
-        ax_t.plot(ux, uy, "s-", color="tab:purple", ms=4, label="uniformity (monitor)")
-    ax_t.plot([last_epoch], [final_align], "*", color="tab:orange", ms=12, label="final alignment")
-    ax_t.plot([last_epoch], [final_unif], "*", color="tab:purple", ms=12, label="final uniformity")
-    ax_t.set_xlabel("epoch")
-    ax_t.set_title("Alignment and uniformity over epochs")
-    ax_t.grid(alpha=0.3)
-    ax_t.legend(fontsize=7)
+    """Alignment, uniformity and tolerance of ``h`` and ``z`` over the epochs, and the plane.
 
-    by_epoch_a = dict(zip(ax_x, ay, strict=True))
-    by_epoch_u = dict(zip(ux, uy, strict=True))
-    common = sorted(set(by_epoch_a) & set(by_epoch_u))
-    note = None
-    if common:
-        pu = [by_epoch_u[e] for e in common]
-        pa = [by_epoch_a[e] for e in common]
-        ax_p.plot(pu, pa, "-", color="0.6", lw=1)
-        sc = ax_p.scatter(pu, pa, c=common, cmap="viridis", s=25, zorder=3)
-        fig.colorbar(sc, ax=ax_p, label="epoch")
-    else:
-        note = (
-            "No alignment/uniformity trajectory was monitored (train with monitor_every=K, e.g. "
-            "`--set monitor_every=1`); the final model's values were computed for this report "
-            "and are shown as a point."
-        )
-        _note_text(ax_p, "trajectory not monitored: final model only")
-    ax_p.plot([final_unif], [final_align], "*", color="tab:red", ms=14, zorder=4, label="final")
-    ax_p.set_xlabel("uniformity  (log E exp(-2||f(x)-f(y)||²), lower is better)")
-    ax_p.set_ylabel("alignment  (E||f(x)-f(x')||², lower is better)")
-    ax_p.set_title("Alignment-uniformity plane")
+    Returns ``(None, note)`` when no quantity was monitored at two epochs or more.
+    """
+    names = ("alignment", "uniformity", "tolerance")
+    series = {
+        (name, space): _series(epochs, f"{name}_{space}")
+        for name in names
+        for space, _, _ in SPACES
+    }
+    most = max(len(ys) for _, ys in series.values())
+    if most < 2:
+        return None, _missing_note(most)
+    fig = p.figure(10.4, 7.2)
+    axes = fig.subplots(2, 2)
+    titles = {
+        "alignment": "Alignment  E||f(x)-f(x')||²  (lower: views closer)",
+        "uniformity": "Uniformity  log E exp(-2||f(x)-f(y)||²)  (lower: more uniform)",
+        "tolerance": "Tolerance  E cos(f(x), f(y)), same class  (higher: classes tighter)",
+    }
+    for ax, name in zip((axes[0][0], axes[0][1], axes[1][0]), names, strict=True):
+        for space, color, label in SPACES:
+            xs, ys = series[(name, space)]
+            if len(ys) >= 2:
+                ax.plot(xs, ys, "o-" if space == "h" else "s--", color=color, ms=3, label=label)
+            value = final.get(f"{name}_{space}")
+            if isinstance(value, int | float) and math.isfinite(float(value)):
+                ax.plot([last_epoch], [float(value)], "*", color=color, ms=11)
+        ax.set_xlabel("epoch")
+        ax.set_title(titles[name], fontsize=9)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            _note_text(ax, f"{name} was not monitored")
+    ax_p = axes[1][1]
+    for space, color, label in SPACES:
+        ax_e, ay = series[("alignment", space)]
+        ux, uy = series[("uniformity", space)]
+        by_u = dict(zip(ux, uy, strict=True))
+        common = [(e, a) for e, a in zip(ax_e, ay, strict=True) if e in by_u]
+        if len(common) >= 2:
+            pu = [by_u[e] for e, _ in common]
+            pa = [a for _, a in common]
+            ax_p.plot(pu, pa, "-", color=color, lw=1, alpha=0.6, label=label)
+            ax_p.scatter(pu, pa, c=[e for e, _ in common], cmap="viridis", s=18, zorder=3)
+        fa, fu = final.get(f"alignment_{space}"), final.get(f"uniformity_{space}")
+        if isinstance(fa, int | float) and isinstance(fu, int | float):
+            ax_p.plot([fu], [fa], "*", color=color, ms=13, zorder=4)
+    ax_p.set_xlabel("uniformity (lower is better)")
+    ax_p.set_ylabel("alignment (lower is better)")
+    ax_p.set_title("Alignment-uniformity plane (dots coloured by epoch)", fontsize=9)
     ax_p.locator_params(axis="x", nbins=4)
     ax_p.grid(alpha=0.3)
-    ax_p.legend(fontsize=7)
-    return fig, note
+    if ax_p.get_legend_handles_labels()[0]:
+        ax_p.legend(fontsize=7)
+    fig.suptitle(
+        "Geometry of the test subset over epochs (monitor); stars: final model on the test set",
+        fontsize=10,
+    )
+    return fig, None
 
 
 def _plot_spectrum(
@@ -279,7 +328,8 @@ def _plot_spectrum(
     ranks: Mapping[str, float],
     epochs: list[dict[str, Any]],
 ) -> Any:
-    ex, ey = _series(epochs, "effective_rank")
+    ranks_over = {space: _series(epochs, f"effective_rank_{space}") for space, _, _ in SPACES}
+    ey = any(len(ys) >= 2 for _, ys in ranks_over.values())
     fig = p.figure(9.6 if ey else 6.4, 3.8)
     axes = fig.subplots(1, 2) if ey else [fig.add_subplot()]
     ax = axes[0]
@@ -299,9 +349,13 @@ def _plot_spectrum(
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     if ey:
-        axes[1].plot(ex, ey, "o-", color="tab:blue", ms=4)
+        for space, color, label in SPACES:
+            xs, ys = ranks_over[space]
+            if len(ys) >= 2:
+                axes[1].plot(xs, ys, "o-", color=color, ms=3, label=label)
+        axes[1].legend(fontsize=7)
         axes[1].set_xlabel("epoch")
-        axes[1].set_ylabel("effective rank of h (monitor)")
+        axes[1].set_ylabel("effective rank (monitor)")
         axes[1].set_title("Effective rank over epochs")
         axes[1].grid(alpha=0.3)
     return fig
@@ -318,43 +372,67 @@ def _tsne(features: Tensor, seed: int) -> np.ndarray:
     return out
 
 
+def _umap(features: Tensor, seed: int) -> np.ndarray:
+    """A 2-D UMAP map of the L2-normalised features (the ``umap`` extra)."""
+    try:
+        import umap
+    except ImportError as exc:
+        raise MissingExtraError(
+            "the UMAP map needs umap-learn, which is not installed; install the "
+            f"'{UMAP_EXTRA}' extra: pip install 'contrastkit[{UMAP_EXTRA}]' (or leave out --umap)"
+        ) from exc
+    x = F.normalize(features.double(), dim=1).numpy()
+    n = x.shape[0]
+    reducer = umap.UMAP(n_components=2, n_neighbors=int(min(15, n - 1)), random_state=seed)
+    with warnings.catch_warnings():  # "n_jobs overridden to 1 by setting random_state" and kin
+        warnings.simplefilter("ignore")
+        out: np.ndarray = reducer.fit_transform(x)
+    return out
+
+
 def _plot_embedding(
-    p: _Plotter, points: np.ndarray | None, labels: np.ndarray, n_total: int, num_classes: int
+    p: _Plotter,
+    maps: Sequence[tuple[str, np.ndarray | None]],
+    labels: np.ndarray,
+    n_total: int,
+    num_classes: int,
 ) -> Any:
-    fig = p.figure(6.4, 5.6)
-    ax = fig.add_subplot()
-    if points is None:
-        _note_text(ax, "too few test points for a t-SNE map")
-    else:
-        cmap = "tab10" if num_classes <= 10 else "tab20"
-        sc = ax.scatter(
-            points[:, 0],
-            points[:, 1],
-            c=labels,
-            cmap=cmap,
-            s=6,
-            alpha=0.8,
-            vmin=-0.5,
-            vmax=max(num_classes, 10 if cmap == "tab10" else 20) - 0.5,
-        )
-        if num_classes <= 20:
-            handles = [
-                ax.scatter([], [], color=sc.cmap(sc.norm(c)), s=20, label=str(c))
-                for c in range(num_classes)
-            ]
-            ax.legend(
-                handles=handles,
-                title="label",
-                fontsize=7,
-                title_fontsize=8,
-                loc="center left",
-                bbox_to_anchor=(1.0, 0.5),
-                frameon=False,
+    """One scatter panel per ``(method, points)`` of ``maps``, side by side, coloured by label."""
+    fig = p.figure(6.4 * len(maps) - (0.6 if len(maps) > 1 else 0.0), 5.6)
+    axes = fig.subplots(1, len(maps), squeeze=False)[0]
+    cmap = "tab10" if num_classes <= 10 else "tab20"
+    for i, (ax, (method, points)) in enumerate(zip(axes, maps, strict=True)):
+        if points is None:
+            _note_text(ax, f"too few test points for a {method} map")
+        else:
+            sc = ax.scatter(
+                points[:, 0],
+                points[:, 1],
+                c=labels,
+                cmap=cmap,
+                s=6,
+                alpha=0.8,
+                vmin=-0.5,
+                vmax=max(num_classes, 10 if cmap == "tab10" else 20) - 0.5,
             )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    shown = 0 if points is None else points.shape[0]
-    ax.set_title(f"t-SNE of the test features h ({shown} of {n_total} points)")
+            if num_classes <= 20 and i == len(maps) - 1:
+                handles = [
+                    ax.scatter([], [], color=sc.cmap(sc.norm(c)), s=20, label=str(c))
+                    for c in range(num_classes)
+                ]
+                ax.legend(
+                    handles=handles,
+                    title="label",
+                    fontsize=7,
+                    title_fontsize=8,
+                    loc="center left",
+                    bbox_to_anchor=(1.0, 0.5),
+                    frameon=False,
+                )
+        ax.set_xticks([])
+        ax.set_yticks([])
+        shown = 0 if points is None else points.shape[0]
+        ax.set_title(f"{method} of the test features h ({shown} of {n_total} points)")
     return fig
 
 
@@ -421,11 +499,6 @@ _DESCRIPTIONS = {
     "knn_acc": "kNN accuracy (cosine, weighted votes) of the test set against the train set",
     "linear_acc": "linear-probe accuracy (logistic regression on frozen features)",
     "final_loss": "mean training loss of the last epoch",
-    "alignment": "alignment E||f(x)-f(x')||² of two augmented views of each test image",
-    "uniformity": "uniformity log E exp(-2||f(x)-f(y)||²) of the normalised test features",
-    "tolerance": "tolerance: mean cosine of same-class test pairs",
-    "effective_rank_h": "effective rank of the centred test features h",
-    "effective_rank_z": "effective rank of the centred test projections z",
     "kmeans_nmi": "k-means (k = classes) NMI on the normalised test features",
     "kmeans_ari": "k-means ARI",
     "kmeans_acc": "k-means accuracy under the best cluster-class matching",
@@ -435,6 +508,21 @@ _DESCRIPTIONS = {
     "train_seconds": "training time (s)",
     "encoder_parameters": "encoder parameters",
 }
+_SPACE_WORDS = {
+    "h": "encoder features h",
+    "z": "head output z (what the loss acts on)",
+}
+for _space, _words in _SPACE_WORDS.items():
+    _DESCRIPTIONS.update(
+        {
+            f"alignment_{_space}": f"alignment E||f(x)-f(x')||² of two augmented views of each "
+            f"test image; normalised {_words}",
+            f"uniformity_{_space}": f"uniformity log E exp(-2||f(x)-f(y)||²) of the test set; "
+            f"normalised {_words}",
+            f"tolerance_{_space}": f"tolerance: mean cosine of same-class test pairs; {_words}",
+            f"effective_rank_{_space}": f"effective rank of the centred test {_words}",
+        }
+    )
 
 _TABLE_ORDER = (
     "knn_acc",
@@ -442,11 +530,14 @@ _TABLE_ORDER = (
     "kmeans_nmi",
     "kmeans_ari",
     "kmeans_acc",
-    "alignment",
-    "uniformity",
-    "tolerance",
-    "effective_rank_h",
+    "alignment_z",
+    "uniformity_z",
+    "tolerance_z",
     "effective_rank_z",
+    "alignment_h",
+    "uniformity_h",
+    "tolerance_h",
+    "effective_rank_h",
     "final_loss",
     "feature_dim",
     "epochs",
@@ -500,6 +591,13 @@ def _html(
             f'<tr><td>{esc(name)}</td><td class="num">{esc(value)}</td><td>{esc(desc)}</td></tr>'
         )
     parts.append("</tbody></table>")
+    if page.missing:
+        parts.append('<h2>Charts not drawn</h2><ul id="missing">')
+        parts.extend(
+            f'<li><p class="note">{esc(heading)}: {esc(how)}</p></li>'
+            for heading, how in page.missing
+        )
+        parts.append("</ul>")
     for name, heading, caption in page.figures:
         data = base64.b64encode(images[name]).decode("ascii")
         parts.append(f"<h2>{esc(heading)}</h2>")
@@ -530,13 +628,15 @@ def write_report(
     max_points: int = 2000,
     device: torch.device | str | None = None,
     seed: int = 0,
+    umap: bool = False,
 ) -> Path:
     """Write ``RUN_DIR/report/`` (PNGs, ``summary.json`` and ``report.html``) for a trained run.
 
     The model and its data are reloaded (the run's dataset and split); the test features give the
-    final geometry (alignment of two augmented views, uniformity, tolerance, effective ranks),
-    k-means NMI/ARI and the spectra. kNN and linear-probe accuracy come from ``metrics.json``
-    (recomputed only when the run skipped its final evaluation).
+    final geometry in both spaces, ``h`` and ``z`` (alignment of two augmented views, uniformity,
+    tolerance, effective ranks: :func:`~contrastkit.eval.monitor.geometry_metrics`, the numbers of
+    ``metrics.json``), k-means NMI/ARI and the spectra. kNN and linear-probe accuracy come from
+    ``metrics.json`` (recomputed only when the run skipped its final evaluation).
 
     Args:
         run_dir: A run directory of ``contrastkit fit``.
@@ -544,15 +644,20 @@ def write_report(
         max_points: Largest number of test points in the t-SNE map (a seeded random subset), >= 2.
         device: Where to run the model (``None``: the CPU).
         seed: Seed of the views, the t-SNE subset and map, and k-means.
+        umap: Also draw a UMAP map beside the t-SNE map (needs the ``umap`` extra; its first
+            call in a process compiles numba code, about 20 s on a laptop CPU).
 
     Returns:
         The path of ``report.html``.
 
     Raises:
         FileNotFoundError: If ``run_dir`` is not a run directory or the data are missing.
-        MissingExtraError: If matplotlib (the ``plot`` extra) is not installed.
+        MissingExtraError: If matplotlib (the ``plot`` extra) is not installed, or umap-learn
+            (the ``umap`` extra) with ``umap=True``.
     """
     max_points = _check_int(max_points, "max_points", minimum=2)
+    if not isinstance(umap, bool):
+        raise TypeError(f"umap must be True or False, got {type(umap).__name__}")
     seed = _check_int(seed, "seed", minimum=0)
     if device is not None:
         device = check_device(device)
@@ -595,17 +700,13 @@ def write_report(
         )
         values["linear_acc"] = linear_probe(train_h, train.labels, h, test.labels).accuracy
         values.setdefault("feature_dim", int(h.shape[1]))
-    gen = torch.Generator().manual_seed(VIEW_SEED + seed)
-    both = augment.views(test.images, 2, generator=gen)
-    v1 = extract_features(model.encoder, both[:, 0].contiguous())
-    v2 = extract_features(model.encoder, both[:, 1].contiguous())
-    del both
-    values["alignment"] = alignment(v1, v2)
-    values["uniformity"] = uniformity(h, seed=seed)
-    with contextlib.suppress(ValueError):  # no class with two test samples: no tolerance
-        values["tolerance"] = tolerance(h, test.labels)
-    values["effective_rank_h"] = effective_rank(h)
-    values["effective_rank_z"] = effective_rank(z)
+    for key in LEGACY_GEOMETRY:  # h-only names of older metrics files: replaced below
+        values.pop(key, None)
+    values.update(
+        geometry_metrics(
+            model.encoder, test.images, test.labels, head=model.head, augment=augment, seed=seed
+        )
+    )
     n_classes = int(torch.unique(test.labels).numel())
     if 2 <= n_classes <= len(test):
         km = cluster_metrics(h, test.labels, n_clusters=n_classes, seed=seed, n_init=4)
@@ -622,12 +723,21 @@ def write_report(
         if note:
             page.notes[name] = note
 
-    emit(
-        _plot_loss(plotter, epochs, steps),
-        "loss.png",
-        "Training loss",
-        "Loss of every optimizer step (light) and the mean of each epoch.",
-    )
+    if _loss_points(epochs, steps) >= 2:
+        emit(
+            _plot_loss(plotter, epochs, steps),
+            "loss.png",
+            "Training loss",
+            "Loss of every optimizer step (light) and the mean of each epoch.",
+        )
+    else:
+        page.missing.append(
+            (
+                "Training loss",
+                "fewer than two losses were logged (steps.jsonl, epochs.jsonl); train for more "
+                "than one step to get the curve.",
+            )
+        )
     final_knn = values.get("knn_acc")
     fig, note = _plot_knn(
         plotter,
@@ -635,24 +745,30 @@ def write_report(
         float(final_knn) if isinstance(final_knn, int | float) else None,
         last_epoch,
     )
-    emit(
-        fig,
-        "knn.png",
-        "kNN accuracy over epochs",
-        "Monitored kNN accuracy on a held-out subset; the star is the final model on the whole "
-        "test set.",
-        note,
-    )
-    fig, note = _plot_align_uniform(
-        plotter, epochs, float(values["alignment"]), float(values["uniformity"]), last_epoch
-    )
-    emit(
-        fig,
-        "align_uniform.png",
-        "Alignment and uniformity",
-        "Wang & Isola (2020): both lower is better; the star is the final model on the test set.",
-        note,
-    )
+    if fig is None:
+        page.missing.append(("kNN accuracy over epochs", str(note)))
+    else:
+        emit(
+            fig,
+            "knn.png",
+            "kNN accuracy over epochs",
+            "Monitored kNN accuracy on a held-out subset; the star is the final model on the "
+            "whole test set.",
+            note,
+        )
+    fig, note = _plot_align_uniform(plotter, epochs, values, last_epoch)
+    if fig is None:
+        page.missing.append(("Alignment, uniformity and tolerance over epochs", str(note)))
+    else:
+        emit(
+            fig,
+            "align_uniform.png",
+            "Alignment, uniformity and tolerance: h and z",
+            "Wang & Isola (2020) alignment and uniformity, Wang & Liu (2021) tolerance, of the "
+            "encoder features h (blue) and of the normalised head output z (orange), on which the "
+            "loss and the papers define them. Lines: the monitor's held-out subset at each "
+            "monitored epoch; stars: the final model on the whole test set.",
+        )
     spectra = {"h": singular_values(h), "z": singular_values(z)}
     ranks = {"h": float(values["effective_rank_h"]), "z": float(values["effective_rank_z"])}
     emit(
@@ -665,13 +781,19 @@ def write_report(
     n_map = min(max_points, len(test))
     idx = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:n_map]
     idx = idx.sort().values
-    points = _tsne(h[idx], seed) if n_map >= 5 else None
+    maps: list[tuple[str, np.ndarray | None]] = [
+        ("t-SNE", _tsne(h[idx], seed) if n_map >= 5 else None)
+    ]
+    if umap:
+        maps.append(("UMAP", _umap(h[idx], seed) if n_map >= 5 else None))
     emit(
-        _plot_embedding(plotter, points, test.labels[idx].numpy(), len(test), test.num_classes),
+        _plot_embedding(plotter, maps, test.labels[idx].numpy(), len(test), test.num_classes),
         "embedding.png",
-        "2-D embedding map (t-SNE)",
-        "t-SNE (scikit-learn, perplexity up to 30, PCA init) of the L2-normalised test "
-        "features, coloured by label.",
+        "2-D embedding maps (t-SNE" + (" and UMAP)" if umap else ")"),
+        "t-SNE (scikit-learn, perplexity up to 30, PCA init)"
+        + (" and UMAP (umap-learn, 15 neighbours)" if umap else "")
+        + " of the L2-normalised test features, coloured by label."
+        + ("" if umap else " `contrastkit report RUN_DIR --umap` adds a UMAP map beside it."),
     )
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 1))
     pick = pick[: min(GRID_IMAGES, len(train))]

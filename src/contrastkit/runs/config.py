@@ -90,8 +90,12 @@ class FitConfig:
     P`` instances of it. Checkpoints go to ``<out>/checkpoints`` every ``checkpoint_every``
     optimizer steps (0: only at epoch ends) and at the end of every epoch; the last
     ``keep_checkpoints`` are kept. ``grad_clip`` clips the global gradient norm (None: no clipping).
-    ``monitor_every`` calls ``contrastkit.eval.monitor.epoch_metrics`` every that many epochs (0:
-    never). ``tensorboard`` also writes TensorBoard events when the ``tensorboard`` package is
+    ``monitor_every`` calls ``contrastkit.eval.monitor.epoch_metrics`` (a subset kNN and the
+    alignment, uniformity and tolerance of ``h`` and ``z``) every that many epochs (0: never); the
+    default ``None`` follows ``contrastkit.eval.monitor.auto_monitor_every``: every epoch when the
+    training set holds at least 1,000 samples, else every ``ceil(1000 / n_train)`` epochs (the
+    monitor's cost is bounded, so its share of an epoch falls as the data grow; two-tower runs are
+    not monitored). ``tensorboard`` also writes TensorBoard events when the ``tensorboard`` package is
     installed; ``evaluate=False`` skips the final kNN / linear-probe evaluation.
 
     ``data`` is a dataset name, an ``.npz`` file or a folder of class folders of images
@@ -160,7 +164,7 @@ class FitConfig:
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     grad_clip: float | None = None
-    monitor_every: int = 0
+    monitor_every: int | None = None
     tensorboard: bool = True
     evaluate: bool = True
 
@@ -307,9 +311,13 @@ def _check_counts(c: FitConfig) -> None:
         raise ValueError(
             f"data_image_size must be a positive integer or null, got {c.data_image_size!r}"
         )
-    for name in ("checkpoint_every", "monitor_every"):
-        if not _is_int(getattr(c, name), 0):
-            raise ValueError(f"{name} must be an integer >= 0, got {getattr(c, name)!r}")
+    if not _is_int(c.checkpoint_every, 0):
+        raise ValueError(f"checkpoint_every must be an integer >= 0, got {c.checkpoint_every!r}")
+    if c.monitor_every is not None and not _is_int(c.monitor_every, 0):
+        raise ValueError(
+            "monitor_every must be an integer >= 0 (0: no monitoring) or null (the default: every "
+            f"epoch from 1,000 training samples, sparser below), got {c.monitor_every!r}"
+        )
     if not _is_int(c.keep_checkpoints, 1):
         raise ValueError(f"keep_checkpoints must be a positive integer, got {c.keep_checkpoints!r}")
     if not (_is_int(c.seed, 0) and c.seed < 2**32):

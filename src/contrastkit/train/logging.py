@@ -1,11 +1,15 @@
 """Run logs: per-step and per-epoch JSON lines, TensorBoard events when installed.
 
 ``steps.jsonl`` gets one line per optimizer step (``step``, ``epoch``, ``loss``, ``lr`` and, with
-gradient clipping, ``grad_norm``), ``epochs.jsonl`` one line per epoch. Every line is flushed as it
-is written, and :meth:`RunLogger.offsets` gives the byte length of both files, which a checkpoint
-records: on resume the files are cut back to those lengths, dropping what a killed run wrote after
-its last checkpoint (a partly written line included). Only rank 0 logs; the other ranks get a logger
-that writes nothing.
+gradient clipping, ``grad_norm``), ``epochs.jsonl`` one line per epoch (``loss``, ``lr``, time,
+throughput and the monitored metrics). With the ``tensorboard`` package installed, every numeric
+value of both files is also a TensorBoard scalar under ``<run_dir>/tensorboard``: ``step/<key>``
+at the global step and ``epoch/<key>`` at the epoch (``step/epoch`` is the epoch of each step,
+``epoch/step`` the global step at each epoch's end). Every line is flushed as it is written, and
+:meth:`RunLogger.offsets` gives the byte length of both files, which a checkpoint records: on
+resume the files are cut back to those lengths, dropping what a killed run wrote after its last
+checkpoint (a partly written line included). Only rank 0 logs; the other ranks get a logger that
+writes nothing.
 """
 
 from __future__ import annotations
@@ -50,14 +54,11 @@ class _TensorBoard:
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
 
     def scalars(self, prefix: str, record: Mapping[str, Any], step: int) -> None:
+        """Every number of ``record`` but its own axis (``prefix``) as ``<prefix>/<key>``."""
         if self.writer is None:
             return
         for key, value in record.items():
-            if (
-                isinstance(value, int | float)
-                and not isinstance(value, bool)
-                and key not in ("step", "epoch")
-            ):
+            if isinstance(value, int | float) and not isinstance(value, bool) and key != prefix:
                 self.writer.add_scalar(f"{prefix}/{key}", value, step)
 
     def close(self) -> None:

@@ -40,6 +40,7 @@ from contrastkit.distributed import (
     view_generator,
 )
 from contrastkit.eval import epoch_metrics, extract_features, knn_accuracy, linear_probe
+from contrastkit.eval.monitor import auto_monitor_every, geometry_metrics, monitor_sizes
 from contrastkit.losses import get_loss, loss_info
 from contrastkit.models import ContrastiveModel, count_parameters
 from contrastkit.runs import (
@@ -89,9 +90,6 @@ _DATASET_SIZE_ARGS = ("num_samples", "data_size", "dataset_size", "n_data", "n_s
 
 #: The linear probe's weight decay when the training set is too small to choose it on a split.
 SMALL_DATA_WEIGHT_DECAY = 1e-4
-
-#: Samples of the train and held-out sets handed to the epoch monitor.
-MONITOR_SAMPLES = 1000
 
 
 def build_pretext(
@@ -232,18 +230,22 @@ def _subset(data: ArrayDataset, n: int, seed: int) -> ArrayDataset:
 
 
 def _monitor(t: _Training, config: FitConfig) -> dict[str, float]:
-    """kNN and geometry of the encoder on subsets (:func:`contrastkit.eval.epoch_metrics`).
+    """kNN and geometry of ``h`` and ``z`` on subsets (:func:`contrastkit.eval.epoch_metrics`).
 
-    The global generators are restored afterwards, so monitoring never changes training.
+    The networks run in the run's precision (bf16 autocast when it trains in bf16) and the global
+    generators are restored afterwards, so monitoring never changes training.
     """
     was_training = t.model.training
-    with fork_rng(t.device):
+    autocast = torch.autocast(device_type=t.device.type, dtype=torch.bfloat16, enabled=t.use_bf16)
+    bank, heldout = monitor_sizes(max(1, int(t.train.num_classes)))
+    with fork_rng(t.device), autocast:
         result = epoch_metrics(
             t.model.encoder,
-            _subset(t.train, MONITOR_SAMPLES, config.seed),
-            _subset(t.test, MONITOR_SAMPLES, config.seed),
+            _subset(t.train, bank, config.seed),
+            _subset(t.test, heldout, config.seed),
             augment=t.augment,
             k=config.knn_k,
+            head=t.model.head,
         )
     t.model.train(was_training)
     return {str(k): float(v) for k, v in result.items()}
@@ -370,8 +372,14 @@ class _Training(RunParts):
             return []
         return [lambda: self.loss_fn.update_key_encoder(self.model)]  # type: ignore[operator]
 
-    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+    @property
+    def monitor_every(self) -> int:
+        """The monitoring interval: ``config.monitor_every``, or by default the size rule."""
         every = self.config.monitor_every
+        return auto_monitor_every(len(self.train)) if every is None else every
+
+    def epoch_metrics(self, epoch: int) -> dict[str, float]:
+        every = self.monitor_every
         return _monitor(self, self.config) if every and (epoch + 1) % every == 0 else {}
 
     def finish(self) -> dict[str, Any]:
@@ -513,6 +521,17 @@ def _finish(t: _Training) -> dict[str, Any]:
                 k=t.config.knn_k,
                 knn_temperature=t.config.knn_temperature,
                 device=t.device,
+            )
+            # Geometry in both spaces (h: encoder features, z: the head output the loss acts on).
+            metrics.update(
+                geometry_metrics(
+                    t.model.encoder,
+                    t.test.images,
+                    t.test.labels,
+                    head=t.model.head,
+                    augment=t.augment,
+                    device=t.device,
+                )
             )
     metrics["encoder_parameters"] = count_parameters(t.model.encoder)
     metrics["trainable_parameters"] = count_parameters(t.model) + sum(
