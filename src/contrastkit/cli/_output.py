@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["print_metrics"]
+__all__ = ["print_metrics", "print_two_tower_metrics"]
 
 
 def print_metrics(metrics: Mapping[str, Any], run_dir: Path) -> None:
@@ -18,3 +18,22 @@ def print_metrics(metrics: Mapping[str, Any], run_dir: Path) -> None:
         print(f"{label:<24}{float(metrics['knn_acc']):.4f}")
         print(f"linear-probe accuracy:  {float(metrics['linear_acc']):.4f}")
     print(f"run directory:          {run_dir.resolve()}")
+
+
+def print_two_tower_metrics(metrics: dict[str, float], run_dir: Path) -> None:
+    """Zero-shot, retrieval (both ways) and probe lines of a two-tower evaluation."""
+    if "zero_shot_top1" in metrics:
+        tops = ", ".join(
+            f"top-{k[len('zero_shot_top') :]} {metrics[k]:.4f}"
+            for k in metrics
+            if k.startswith("zero_shot_top")
+        )
+        print(f"zero-shot accuracy:     {tops}")
+    for key in metrics:
+        if key.endswith("_R@1"):
+            direction = key[: -len("_R@1")]
+            recalls = "  ".join(f"R@{k} {metrics[f'{direction}_R@{k}']:.4f}" for k in (1, 5, 10))
+            median = metrics[f"{direction}_median_rank"]
+            label = direction.replace("_to_", " -> ") + ":"
+            print(f"{label:<24}{recalls}  median rank {median:g}")
+    print_metrics(metrics, run_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from contrastkit.cli._output import print_metrics
+from contrastkit.cli._output import print_metrics, print_two_tower_metrics
 from contrastkit.data import known_datasets
 from contrastkit.runs import FitConfig, config_from_mapping, default_out_dir
 from contrastkit.train import FitResult, fit, resume_run
@@ -165,7 +165,10 @@ def run(args: argparse.Namespace) -> int:
         result = fit(config, overwrite=args.overwrite, log=lambda line: print(line, flush=True))
     if result.metrics and "strategy" not in result.metrics:  # a strategy logs its own summary
         print(summary_line(result.metrics, result.run_dir), flush=True)
-        print_metrics(result.metrics, result.run_dir)
+        if result.metrics.get("model") == "two-tower":
+            print_two_tower_metrics(result.metrics, result.run_dir)
+        else:
+            print_metrics(result.metrics, result.run_dir)
     return 0
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from contrastkit.cli._output import print_metrics
+from contrastkit.cli._output import print_metrics, print_two_tower_metrics
 from contrastkit.eval import (
     embed_run,
     evaluate_two_tower,
@@ -103,25 +103,6 @@ def _add_embed_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_embed)
 
 
-def _print_two_tower(metrics: dict[str, float], run_dir: Path) -> None:
-    """Zero-shot, retrieval (both ways) and probe lines of a two-tower evaluation."""
-    if "zero_shot_top1" in metrics:
-        tops = ", ".join(
-            f"top-{k[len('zero_shot_top') :]} {metrics[k]:.4f}"
-            for k in metrics
-            if k.startswith("zero_shot_top")
-        )
-        print(f"zero-shot accuracy:     {tops}")
-    for key in metrics:
-        if key.endswith("_R@1"):
-            direction = key[: -len("_R@1")]
-            recalls = "  ".join(f"R@{k} {metrics[f'{direction}_R@{k}']:.4f}" for k in (1, 5, 10))
-            median = metrics[f"{direction}_median_rank"]
-            label = direction.replace("_to_", " -> ") + ":"
-            print(f"{label:<24}{recalls}  median rank {median:g}")
-    print_metrics(metrics, run_dir)
-
-
 def run_eval(args: argparse.Namespace) -> int:
     """Recompute and print the kNN and linear-probe accuracy of a run's frozen encoder.
 
@@ -138,7 +119,7 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(tt_metrics, indent=2))
         else:
-            _print_two_tower(tt_metrics, Path(args.run_dir))
+            print_two_tower_metrics(tt_metrics, Path(args.run_dir))
         return 0
     config, model = load_run(args.run_dir)
     split = config.load_data(root=args.data_root)
