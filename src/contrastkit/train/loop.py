@@ -34,7 +34,6 @@ from contrastkit.data import ArrayDataset
 from contrastkit.distributed import (
     DistContext,
     DistributedLoss,
-    ShardedBatchSampler,
     all_reduce_mean,
     init_distributed,
     view_generator,
@@ -60,7 +59,6 @@ from contrastkit.train.core import (
     require_finite,
     resolve_device,
 )
-from contrastkit.train.optim import build_optimizer, build_schedule
 from contrastkit.train.run import (
     RESUME_FREE_KEYS,
     FitResult,
@@ -68,6 +66,7 @@ from contrastkit.train.run import (
     check_out_dir,
     execute,
     fork_rng,
+    optimize,
     run_device,
 )
 from contrastkit.views import JigsawPretext, RotationPretext, ViewAugment, preset_for_dataset
@@ -407,22 +406,10 @@ def _build(config: FitConfig, ctx: DistContext) -> _Training:
     if momentum:
         loss_fn.attach(model, config.head_out_dim)  # type: ignore[operator]
     loss_fn = loss_fn.to(device)
-    sampler = ShardedBatchSampler(
-        len(split.train),
-        config.batch_size,
-        seed=config.seed,
-        rank=ctx.rank,
-        world_size=ctx.world_size,
-    )
     extra_params = list(loss_fn.parameters())
     for module in extra_modules.values():
         extra_params.extend(module.parameters())
-    optimizer = build_optimizer(config, list(model.parameters()) + extra_params)
-    schedule = build_schedule(config, optimizer, len(sampler))
-    net: nn.Module = model
-    if ctx.distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    sampler, optimizer, schedule, net = optimize(config, ctx, model, extra_params, len(split.train))
     return _Training(
         config=config,
         ctx=ctx,

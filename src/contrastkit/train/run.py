@@ -36,6 +36,7 @@ from contrastkit.train.core import (
     resolve_device,
 )
 from contrastkit.train.logging import EPOCH_LOG, STEP_LOG, RunLogger, truncate_logs
+from contrastkit.train.optim import build_optimizer, build_schedule
 from contrastkit.train.state import Progress, capture_state, check_state, restore_state
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "check_resume_config",
     "execute",
     "fork_rng",
+    "optimize",
     "run_device",
 ]
 
@@ -169,6 +171,33 @@ def run_device(config: FitConfig, ctx: DistContext) -> tuple[torch.device, bool]
         device = torch.device("cuda", ctx.local_rank)
     use_bf16 = config.precision == "bf16" or (config.precision == "auto" and bf16_is_fast(device))
     return device, use_bf16
+
+
+def optimize(
+    config: FitConfig,
+    ctx: DistContext,
+    model: nn.Module,
+    extra_params: list[nn.Parameter],
+    n_train: int,
+) -> tuple[
+    ShardedBatchSampler, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR, nn.Module
+]:
+    """The sampler, optimizer, schedule and (under torchrun) DDP wrapper of a run's ``model``.
+
+    ``extra_params`` (a loss's, extra modules') are optimized after the model's and stay outside
+    DDP (:attr:`RunParts.hand_averaged`).
+    """
+    sampler = ShardedBatchSampler(
+        n_train, config.batch_size, seed=config.seed, rank=ctx.rank, world_size=ctx.world_size
+    )
+    optimizer = build_optimizer(config, list(model.parameters()) + extra_params)
+    schedule = build_schedule(config, optimizer, len(sampler))
+    net: nn.Module = model
+    if ctx.distributed:
+        device = next(model.parameters()).device
+        ids = [device.index] if device.type == "cuda" else None
+        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return sampler, optimizer, schedule, net
 
 
 def fork_rng(device: torch.device) -> contextlib.AbstractContextManager[Any]:

@@ -41,7 +41,6 @@ from contrastkit.data.paired import Modality, PairedSplit, modality_kind
 from contrastkit.distributed import (
     DistContext,
     DistributedPairLoss,
-    ShardedBatchSampler,
     broadcast_text,
     view_generator,
 )
@@ -65,8 +64,7 @@ from contrastkit.train.core import (
     TrainingCore,
     require_finite,
 )
-from contrastkit.train.optim import build_optimizer, build_schedule
-from contrastkit.train.run import FitResult, RunParts, execute, fork_rng, run_device
+from contrastkit.train.run import FitResult, RunParts, execute, fork_rng, optimize, run_device
 from contrastkit.views import ViewAugment, ViewConfig, preset_for_dataset
 from contrastkit.views.text import TextAugment, TextAugmentConfig
 
@@ -241,19 +239,9 @@ def _build(config: FitConfig, ctx: DistContext, *, resume: bool) -> _TwoTower:
     loss_fn = get_loss(config.loss, reduction="none", **_loss_kwargs(config, len(split.train))).to(
         device
     )
-    sampler = ShardedBatchSampler(
-        len(split.train),
-        config.batch_size,
-        seed=config.seed,
-        rank=ctx.rank,
-        world_size=ctx.world_size,
+    sampler, optimizer, schedule, net = optimize(
+        config, ctx, model, list(loss_fn.parameters()), len(split.train)
     )
-    optimizer = build_optimizer(config, list(model.parameters()) + list(loss_fn.parameters()))
-    schedule = build_schedule(config, optimizer, len(sampler))
-    net: nn.Module = model
-    if ctx.distributed:
-        ids = [device.index] if device.type == "cuda" else None
-        net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     return _TwoTower(
         config=config,
         ctx=ctx,
