@@ -106,6 +106,14 @@ def test_cli_embed(
     assert f"embedded {expected['h_train'].shape[0]} images into 16 dimensions" in printed
     data = load_embeddings(out)
     np.testing.assert_array_equal(data["labels"], expected["y_train"].numpy())
+    before = out.read_bytes()  # an existing file is replaced only with --overwrite
+    assert main(["embed", str(run_dir), "--split", "train", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+    npy = tmp_path / "f.npy"
+    (tmp_path / "f.labels.npy").write_bytes(b"mine")  # a sidecar the .npy format would write
+    assert main(["embed", str(run_dir), "--out", str(npy)]) == 2
+    assert (tmp_path / "f.labels.npy").read_bytes() == b"mine" and not npy.exists()
+    assert main(["embed", str(run_dir), "--split", "train", "--out", str(out), "--overwrite"]) == 0
 
 
 def test_cli_embed_errors(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

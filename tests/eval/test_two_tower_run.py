@@ -132,6 +132,11 @@ def test_cli_eval_embed_zeroshot(
     rows = list(csv.reader(out_file.open()))
     assert rows[0] == ["index", "class_1", "class_2", "score_1", "score_2", "true_class"]
     assert len(rows) == 451
+    before = out_file.read_bytes()  # an existing file is replaced only with --overwrite
+    assert main([*args, "--out", str(out_file)]) == 2
+    assert "already exists" in capsys.readouterr().err and out_file.read_bytes() == before
+    assert main([*args, "--out", str(out_file), "--overwrite"]) == 0
+    capsys.readouterr()
     assert main(["zeroshot", str(run_dir), "--classes", "one, seven", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert sum(summary["predicted"].values()) == 450 and summary["accuracy"] is None

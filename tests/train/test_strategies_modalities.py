@@ -68,6 +68,12 @@ def test_cli_fit_arrays_on_a_user_npz(tmp_path, capsys) -> None:  # type: ignore
     assert metrics["raw_linear_acc"] == 1.0 and metrics["arguments"]["epochs"] == 2
     assert len((out / "epochs.jsonl").read_text().splitlines()) == 2
     assert (out / "model.safetensors").is_file()
+    before = (out / "metrics.json").read_bytes()  # a second run refuses the folder unasked
+    assert cli_main([*args, "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "metrics.json").read_bytes() == before
+    assert cli_main([*args, "--out", str(out), "--overwrite"]) == 0
+    capsys.readouterr()
     assert cli_main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == "series"
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import argparse
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["print_metrics", "print_two_tower_metrics"]
+__all__ = ["add_overwrite_flag", "print_metrics", "print_two_tower_metrics", "refuse_existing"]
 
 
 def print_metrics(metrics: Mapping[str, Any], run_dir: Path) -> None:
@@ -37,3 +38,24 @@ def print_two_tower_metrics(metrics: dict[str, float], run_dir: Path) -> None:
             label = direction.replace("_to_", " -> ") + ":"
             print(f"{label:<24}{recalls}  median rank {median:g}")
     print_metrics(metrics, run_dir)
+
+
+def add_overwrite_flag(p: argparse.ArgumentParser, what: str) -> None:
+    """``--overwrite``: replace ``what`` when it already exists (refused otherwise)."""
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what} if it exists")
+
+
+def refuse_existing(paths: Iterable[Path], *, overwrite: bool) -> None:
+    """Refuse to write over files that exist, unless ``--overwrite`` was given.
+
+    Raises:
+        ValueError: One of ``paths`` exists and ``overwrite`` is False.
+    """
+    if overwrite:
+        return
+    existing = [str(p) for p in paths if p.exists()]
+    if existing:
+        raise ValueError(
+            f"{', '.join(existing)} already exists; choose another --out or pass --overwrite to "
+            "replace it"
+        )

@@ -14,7 +14,9 @@ from typing import Any
 import torch
 
 from contrastkit._validation import check_int
+from contrastkit.cli._output import add_overwrite_flag
 from contrastkit.runs import atomic_write_json, save_weights
+from contrastkit.train.run import check_out_dir
 from contrastkit.train.strategies import StrategyResult, fit_modality
 
 __all__ = ["add_parser", "run_arrays"]
@@ -45,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--out", default=None, help="run directory for metrics, log and weights")
+    add_overwrite_flag(p, "the files of an earlier run in --out")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(handler=run_arrays)
 
@@ -58,6 +61,8 @@ def run_arrays(args: argparse.Namespace) -> int:
     _check_flags(args)
     if args.threads is not None:
         torch.set_num_threads(check_int(args.threads, "--threads", minimum=1))
+    if args.out is not None:  # before training: a user's files are never replaced unasked
+        check_out_dir(Path(args.out), overwrite=args.overwrite)
     result = fit_modality(
         args.data,
         epochs=args.epochs,

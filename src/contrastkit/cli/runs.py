@@ -7,7 +7,12 @@ import json
 import sys
 from pathlib import Path
 
-from contrastkit.cli._output import print_metrics, print_two_tower_metrics
+from contrastkit.cli._output import (
+    add_overwrite_flag,
+    print_metrics,
+    print_two_tower_metrics,
+    refuse_existing,
+)
 from contrastkit.eval import (
     embed_run,
     evaluate_two_tower,
@@ -15,6 +20,7 @@ from contrastkit.eval import (
     write_comparison,
     write_report,
 )
+from contrastkit.eval.embed import embedding_files
 from contrastkit.runs import is_two_tower_run, load_run, load_two_tower_run
 from contrastkit.train import evaluate_encoder
 
@@ -83,6 +89,7 @@ def _add_embed_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="output file: .npz, .npy or .safetensors")
+    add_overwrite_flag(p, "the output file")
     p.add_argument("--data", default=None, help="dataset to embed (default: the run's own)")
     p.add_argument("--split", default="test", choices=["train", "test", "all"])
     p.add_argument(
@@ -156,6 +163,7 @@ def run_report(args: argparse.Namespace) -> int:
 
 def run_embed(args: argparse.Namespace) -> int:
     """Export the run's embeddings and print what was written."""
+    refuse_existing(embedding_files(args.out), overwrite=args.overwrite)
     files = embed_run(
         args.run_dir,
         args.out,

@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from contrastkit.cli._output import add_overwrite_flag, refuse_existing
 from contrastkit.eval import zero_shot_run
 
 __all__ = ["add_parser"]
@@ -42,6 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None, help="folder holding the dataset files")
     p.add_argument("--top", type=int, default=1, help="classes listed per image in --out")
     p.add_argument("--out", default=None, help="write one CSV row per image to this file")
+    add_overwrite_flag(p, "the --out file")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--device", default=None, help="where to run the model (default: cpu)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -58,6 +60,8 @@ def _classes(text: str) -> list[str]:
 def run_zeroshot(args: argparse.Namespace) -> int:
     """Classify, print a summary (counts per class, accuracy when known), optionally a CSV."""
     names = _classes(args.classes)
+    if args.out is not None:
+        refuse_existing([Path(args.out)], overwrite=args.overwrite)
     result = zero_shot_run(
         args.run_dir,
         names,

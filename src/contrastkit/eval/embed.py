@@ -56,6 +56,14 @@ def _sidecar(path: Path, what: str) -> Path:
     return path.with_name(f"{path.stem}.{what}.npy")
 
 
+def embedding_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The files :func:`save_embeddings` may write for ``path`` (``.npy`` adds label/split files)."""
+    out = Path(path)
+    if out.suffix.lower() == ".npy":
+        return [out, _sidecar(out, "labels"), _sidecar(out, "split")]
+    return [out]
+
+
 def save_embeddings(
     path: str | os.PathLike[str],
     features: Tensor | np.ndarray,
