@@ -3,7 +3,8 @@
 Each sub-command group is one module that adds its parser and handler (``set_defaults(handler=...)``):
 :mod:`.fit` (``fit``), :mod:`.runs` (``eval``, ``report``, ``embed``, ``compare``),
 :mod:`.zeroshot` (``zeroshot``), :mod:`.catalog` (``losses``, ``recipes``), :mod:`.arrays`
-(``fit-arrays``), :mod:`.cluster` (``cluster``) and :mod:`.data` (``download``). Handlers parse,
+(``fit-arrays``), :mod:`.cluster` (``cluster``), :mod:`.data` (``download``) and :mod:`.apps`
+(``apps``: the seed papers' applications). Handlers parse,
 call the library and print; :func:`main` turns every failure a user can cause into one line on
 stderr (no traceback) and an exit code:
 
@@ -24,7 +25,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import NoReturn
 
-from contrastkit.cli import arrays, catalog, cluster, data, fit, runs, zeroshot
+from contrastkit.cli import apps, arrays, catalog, cluster, data, fit, runs, zeroshot
 
 __all__ = ["build_parser", "main"]
 
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_parsers(sub)
     _add_strategy_parsers(sub)
     data.add_parser(sub)
+    apps.add_parser(sub)
     return parser
 
 

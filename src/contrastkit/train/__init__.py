@@ -13,6 +13,8 @@ Example:
 
 from contrastkit.runs import FitConfig, build_model, config_from_mapping, load_run
 from contrastkit.train.checkpoint import CheckpointError, CheckpointManager, CheckpointWarning
+from contrastkit.train.core import EpochSummary, StepOutput, TrainingCore
+from contrastkit.train.custom import train_custom
 from contrastkit.train.finetune import FinetuneResult, finetune
 from contrastkit.train.loop import FitResult, build_loss, evaluate_encoder, fit, resume_run
 from contrastkit.train.recipes import Recipe, load_recipe, recipe_config, recipe_names
@@ -21,10 +23,13 @@ __all__ = [
     "CheckpointError",
     "CheckpointManager",
     "CheckpointWarning",
+    "EpochSummary",
     "FinetuneResult",
     "FitConfig",
     "FitResult",
     "Recipe",
+    "StepOutput",
+    "TrainingCore",
     "build_loss",
     "build_model",
     "config_from_mapping",
@@ -36,4 +41,5 @@ __all__ = [
     "recipe_config",
     "recipe_names",
     "resume_run",
+    "train_custom",
 ]
