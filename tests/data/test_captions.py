@@ -249,3 +249,19 @@ def test_real_fashion_mnist_captions_if_installed(monkeypatch: pytest.MonkeyPatc
     for c, y in zip(split.train.b, split.train.labels.tolist(), strict=True):
         per_class[y].add(c)
     assert min(len(v) for v in per_class.values()) >= 1000
+
+
+def test_several_captions_per_image_make_bags_and_leave_the_rest_unchanged() -> None:
+    one = load_caption_dataset("digits-captions", seed=3)
+    three = load_caption_dataset("digits-captions", seed=3, captions_per_image=3)
+    assert three.train.b == one.train.b and three.test.b == one.test.b
+    assert one.train.bag_size == 1 and three.train.bag_size == 3
+    bags = three.train.b_bags()
+    assert [len(member) for member in bags] == [len(one.train.b)] * 3
+    assert bags[1] != bags[0] and bags[2] != bags[1]  # independent draws
+    names = caption_vocabulary("digits-captions").train_synonyms
+    for i in range(0, len(bags[0]), 97):  # every bag member names the image's own class
+        y = int(three.train.labels[i])
+        assert all(any(s in member[i] for s in names[y]) for member in bags), i
+    with pytest.raises(ValueError, match="captions_per_image"):
+        load_caption_dataset("digits-captions", captions_per_image=0)

@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import two_tower_ddp_worker as ddp_worker
 
 NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-TWO_TOWER_RECIPES = ("clip", "cliprocket", "sogclr_bimodal", "isogclr_bimodal")
+TWO_TOWER_RECIPES = ("clip", "cliprocket", "milnce", "sogclr_bimodal", "isogclr_bimodal")
 #: a two-tower model small enough for many short runs on one CPU thread
 TINY: dict[str, Any] = {
     "epochs": 2,
@@ -198,7 +198,11 @@ def test_two_tower_recipe_is_documented_and_trains(name: str, pairs: Path, tmp_p
     base = recipe.config()
     assert base.two_tower and base.loss == name and base.data == "digits-captions"
     run = tmp_path / name
-    result = fit(recipe.config({**TINY, "epochs": 1, "pairs": str(pairs), "out": str(run)}))
+    # a file of pairs has one caption per image (MIL-NCE's bags are then bags of one)
+    one_caption = {"captions_per_image": 1} if name == "milnce" else {}
+    result = fit(
+        recipe.config({**TINY, "epochs": 1, "pairs": str(pairs), "out": str(run), **one_caption})
+    )
     assert result.metrics["steps"] == 4 and np.isfinite(result.metrics["final_loss"])
     first = json.loads((run / "steps.jsonl").read_text().splitlines()[0])
     assert ("objective" in first) == name.endswith("sogclr_bimodal")
@@ -271,6 +275,9 @@ def test_cli_fit_with_a_csv_of_pairs(tmp_path: Path, capsys: pytest.CaptureFixtu
         ({"loss": "clip", "pairs": "x.csv", "pretext": "rotation"}, "no pretext term"),
         ({"loss": "ntxent", "text_kwargs": {"width": 8}}, "the data are not paired"),
         ({"loss": "clip", "pairs": "x.csv", "csv_separator": "||"}, "one character"),
+        ({"loss": "milnce", "pairs": "x.csv", "captions_per_image": 3}, "pairs from a file"),
+        ({"loss": "ntxent", "captions_per_image": 2}, "unpaired data"),
+        ({"loss": "milnce", "data": "digits-captions", "captions_per_image": 0}, ">= 1"),
     ],
 )
 def test_two_tower_config_errors(values: dict[str, Any], expect: str) -> None:
@@ -372,3 +379,17 @@ def test_torchrun_two_processes_train_two_towers(pairs: Path, tmp_path: Path) ->
     assert [s["step"] for s in steps] == list(range(1, 9))  # one line per step, not per rank
     _, model = load_two_tower_run(run)
     assert model.kinds == ("image", "text") and model.local_projections
+
+
+def test_milnce_trains_on_bags_of_generated_captions(tmp_path: Path) -> None:
+    """Three captions per digit image: the text tower sees (B * 3) captions, the loss (B, 3, D)."""
+    values = {**TINY, "loss": "milnce", "data": "digits-captions", "captions_per_image": 3}
+    values.update({"epochs": 2, "batch_size": 128, "temperature": 0.1, "out": str(tmp_path / "m")})
+    values["text_kwargs"] = {**TINY["text_kwargs"], "context_length": 72}
+    result = fit(config_from_mapping(values))
+    losses = step_losses(tmp_path / "m")
+    assert len(losses) == 2 * (1347 // 128) and all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    assert result.metrics["final_loss"] == pytest.approx(
+        np.mean(losses[-(1347 // 128) :]), rel=1e-6
+    )

@@ -32,11 +32,13 @@ GLOBAL_N = 12  # pairs per global batch (6 per rank with 2 processes)
 DIM_A, DIM_B, DIM = 6, 4, 5
 VIEWS = 2
 DATASET = 40
+BAG = 3  # MIL-NCE: candidate b's per item
 
 #: loss name -> constructor keyword arguments
 CASES: dict[str, dict[str, object]] = {
     "clip": {"init_temperature": 0.2},
     "cliprocket": {"init_temperature": 0.2, "local_init_temperature": 0.3},
+    "milnce": {"temperature": 0.3},
     "sogclr_bimodal": {"temperature": 0.3, "num_samples": DATASET},
     "isogclr_bimodal": {
         "temperature": 0.3,
@@ -74,11 +76,23 @@ def case_batch(name: str, step: int) -> dict[str, Tensor | None]:
     rocket = name == "cliprocket"
     return {
         "a": torch.randn(GLOBAL_N, DIM_A, generator=g),
-        "b": torch.randn(GLOBAL_N, DIM_B, generator=g),
+        "b": torch.randn(GLOBAL_N, *((BAG,) if name == "milnce" else ()), DIM_B, generator=g),
         "a_aug": torch.randn(GLOBAL_N, VIEWS, DIM_A, generator=g) if rocket else None,
         "b_aug": torch.randn(GLOBAL_N, VIEWS, DIM_B, generator=g) if rocket else None,
         "index": torch.randperm(DATASET, generator=g)[:GLOBAL_N],
     }
+
+
+def _forward(model: nn.Module, batch: dict[str, Tensor | None]) -> tuple[Tensor, ...]:
+    """The towers on a batch; MIL-NCE's bags go through as ``(n * BAG, D)`` rows and come back
+    as ``(n, BAG, dim)``, as the trainer feeds them."""
+    a, b = batch["a"], batch["b"]
+    assert a is not None and b is not None
+    bagged = b.dim() == 3
+    z = model(a, b.reshape(-1, b.shape[-1]) if bagged else b, batch["a_aug"], batch["b_aug"])
+    if bagged:
+        z = (z[0], z[1].reshape(a.shape[0], BAG, -1), *z[2:])
+    return tuple(z)
 
 
 def _loss_inputs(outputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
@@ -98,7 +112,7 @@ def single_process(name: str) -> dict[str, Tensor]:
     out: dict[str, Tensor] = {}
     for step in range(STEPS):
         batch = case_batch(name, step)
-        z = model(batch["a"], batch["b"], batch["a_aug"], batch["b_aug"])
+        z = _forward(model, batch)
         value = loss(*_loss_inputs(z), **_index(name, batch))
         losses.append(float(value.detach()))
         opt.zero_grad()
@@ -133,7 +147,7 @@ def main() -> None:
                 k: (v[rank * n : (rank + 1) * n] if v is not None else None)
                 for k, v in batch.items()
             }
-            z = ddp(mine["a"], mine["b"], mine["a_aug"], mine["b_aug"])
+            z = _forward(ddp, mine)
             value = criterion(*_loss_inputs(z), **_index(name, mine))
             losses.append(float(all_reduce_mean(value)))
             opt.zero_grad()

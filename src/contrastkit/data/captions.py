@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from contrastkit._validation import check_int
 from contrastkit.data.arrays import check_seed
 from contrastkit.data.datasets import load_dataset
 from contrastkit.data.paired import PairedDataset, PairedSplit
@@ -467,8 +468,17 @@ def make_captions(
     return captions
 
 
+def _caption_seed(seed: int, stream: int) -> int:
+    """The seed of caption stream ``stream`` (0: train, 1: test, 2..: further train bag members)."""
+    return (seed + stream * 0x9E3779B9) % (1 << 32)
+
+
 def load_caption_dataset(
-    name: str, *, seed: int = 0, root: str | os.PathLike[str] | None = None
+    name: str,
+    *,
+    seed: int = 0,
+    root: str | os.PathLike[str] | None = None,
+    captions_per_image: int = 1,
 ) -> PairedSplit:
     """Load a built-in image-caption set: images with GENERATED captions (see the module docstring).
 
@@ -485,13 +495,17 @@ def load_caption_dataset(
             ``"digits_captions"``, ``"fashion_mnist_captions"``, ``"fmnist-captions"``).
         seed: Seed of the digits split and of the caption choices, an int in ``[0, 2**32)``.
         root: Folder of the Fashion-MNIST files (ignored for digits).
+        captions_per_image: Captions generated for each training image (>= 1): the first is ``b``,
+            the others (independent draws of name, template and attribute words) are
+            ``train.more_b``, the bags of candidate positives MIL-NCE trains with. Test images
+            keep one caption.
 
     Returns:
         A :class:`PairedSplit` with images ``(N, 1, H, W)`` as ``a``, captions as ``b``, int64
         labels, the class names and the held-out zero-shot templates.
 
     Raises:
-        ValueError: For an unknown name or a bad seed.
+        ValueError: For an unknown name, a bad seed or ``captions_per_image`` < 1.
         DatasetNotFoundError: If the Fashion-MNIST files are missing (the message says where it
             looked and how to get them).
 
@@ -502,6 +516,7 @@ def load_caption_dataset(
     """
     key = _canonical(name)
     seed = check_seed(seed)
+    per_image = check_int(captions_per_image, "captions_per_image", minimum=1)
     vocab = _VOCABULARIES[key]
     base = load_dataset(_BASE_DATA[key], seed=seed, root=root if key != "digits-captions" else None)
     train_attr = measure_attributes(base.train.images)
@@ -510,10 +525,14 @@ def load_caption_dataset(
     # Independent streams for train and test captions; check_seed bounds seed below 2**32.
     train_caps = make_captions(base.train.labels, train_attr, thresholds, vocab, seed=seed)
     test_caps = make_captions(
-        base.test.labels, test_attr, thresholds, vocab, seed=(seed + 0x9E3779B9) % (1 << 32)
+        base.test.labels, test_attr, thresholds, vocab, seed=_caption_seed(seed, 1)
+    )
+    more = tuple(
+        make_captions(base.train.labels, train_attr, thresholds, vocab, seed=_caption_seed(seed, j))
+        for j in range(2, per_image + 1)
     )
     return PairedSplit(
-        train=PairedDataset(base.train.images, train_caps, base.train.labels, key),
+        train=PairedDataset(base.train.images, train_caps, base.train.labels, key, more_b=more),
         test=PairedDataset(base.test.images, test_caps, base.test.labels, key),
         class_names=vocab.class_names,
         zero_shot_templates=vocab.zero_shot_templates,

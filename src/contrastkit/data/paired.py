@@ -87,12 +87,31 @@ class PairedDataset:
         b: The second modality (e.g. captions), a tensor or ``N`` strings.
         labels: int64 tensor ``(N,)`` or None (used only to evaluate: linear probe, zero-shot).
         name: Name of the dataset.
+        more_b: Further captions of each item, when ``b`` is text: ``P - 1`` lists of ``N``
+            strings, so that item ``i`` has the bag ``b[i], more_b[0][i], ...`` of ``P``
+            candidate positives (MIL-NCE); empty for one caption per item.
     """
 
     a: Modality
     b: Modality
     labels: Tensor | None = None
     name: str = "pairs"
+    more_b: tuple[list[str], ...] = ()
+
+    @property
+    def bag_size(self) -> int:
+        """Candidate captions per item: ``1 + len(more_b)``."""
+        return 1 + len(self.more_b)
+
+    def b_bags(self) -> list[list[str]]:
+        """The ``P`` caption lists of the bags (``b`` first), each of ``N`` strings.
+
+        Raises:
+            ValueError: ``b`` is not text.
+        """
+        if not isinstance(self.b, list):
+            raise ValueError("caption bags need text as b, got a tensor")
+        return [self.b, *self.more_b]
 
     def __post_init__(self) -> None:
         n_a, n_b = _length(self.a, "a"), _length(self.b, "b")
@@ -100,6 +119,14 @@ class PairedDataset:
             raise ValueError(f"a and b must hold the same number of samples, got {n_a} and {n_b}")
         if n_a < 1:
             raise ValueError("a paired dataset needs at least one pair, got 0")
+        if self.more_b and not isinstance(self.b, list):
+            raise ValueError("more_b (further captions per item) needs text as b, got a tensor")
+        for j, extra in enumerate(self.more_b):
+            if not isinstance(extra, list) or len(extra) != n_a:
+                raise ValueError(
+                    f"more_b[{j}] must be a list of {n_a} captions (one per item), got "
+                    f"{len(extra) if isinstance(extra, list) else type(extra).__name__}"
+                )
         y = self.labels
         bad_labels = y is not None and (
             not isinstance(y, Tensor) or y.dtype != torch.int64 or y.shape != (n_a,)

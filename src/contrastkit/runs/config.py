@@ -70,7 +70,7 @@ RUNS_DIR = "runs"
 _SMALLCNN_KEYS = ("widths", "strides", "pool_size")
 _RESERVED_LOSS_KWARGS = ("reduction",)
 #: Losses that train a two-tower model on paired data (``pairs`` or a caption set as ``data``).
-TWO_TOWER_LOSSES = ("clip", "cliprocket", "sogclr_bimodal", "isogclr_bimodal")
+TWO_TOWER_LOSSES = ("clip", "cliprocket", "milnce", "sogclr_bimodal", "isogclr_bimodal")
 #: ``text_kwargs`` keys of the tokenizer (the others are the text transformer's arguments).
 TOKENIZER_KWARGS = ("vocab_size", "min_frequency")
 # Set by the trainer from the encoder and the config's pretext_* keys.
@@ -109,7 +109,9 @@ class FitConfig:
     caption set as ``data`` (``digits-captions``, ``fashion-mnist-captions``). ``head_out_dim`` is
     then the shared dimension of the linear projections, ``encoder`` the image tower, and
     ``text_kwargs`` sets the text tower (``context_length``, ``width``, ``layers``, ``heads``,
-    ``mlp_ratio``, ``dropout``) and its tokenizer (``vocab_size``, ``min_frequency``). ``views`` is
+    ``mlp_ratio``, ``dropout``) and its tokenizer (``vocab_size``, ``min_frequency``).
+    ``captions_per_image`` generates that many captions per training image of a caption set: the
+    bags of candidate positives of ``milnce`` (MIL-NCE). ``views`` is
     the number of CLIP-rocket's augmented views (the other losses use one light view per image),
     ``augment`` their view preset.
 
@@ -128,6 +130,7 @@ class FitConfig:
     csv_separator: str | None = None
     csv_label_key: str | None = None
     text_kwargs: dict[str, Any] = field(default_factory=dict)
+    captions_per_image: int = 1
     epochs: int = 40
     batch_size: int = 256
     views: int = 2
@@ -197,7 +200,12 @@ class FitConfig:
             )
         from contrastkit.data.captions import load_caption_dataset
 
-        return load_caption_dataset(self.data, seed=self.seed, root=root or self.data_root)
+        return load_caption_dataset(
+            self.data,
+            seed=self.seed,
+            root=root or self.data_root,
+            captions_per_image=self.captions_per_image,
+        )
 
     def load_data(self, root: str | None = None) -> DataSplit:
         """The train/test split this configuration names (``root`` overrides ``data_root``)."""
@@ -403,6 +411,16 @@ def _check_strategy(strategy: str, kwargs: Mapping[str, Any], pretext: str) -> N
 
 
 def _check_pairs(c: FitConfig) -> None:
+    if not _is_int(c.captions_per_image, 1):
+        raise ValueError(
+            f"captions_per_image must be an integer >= 1, got {c.captions_per_image!r}"
+        )
+    if c.captions_per_image > 1 and not (c.two_tower and c.pairs is None):
+        raise ValueError(
+            f"captions_per_image={c.captions_per_image} generates several captions per image of a "
+            "caption set (data: digits-captions or fashion-mnist-captions); it does not apply to "
+            f"{'pairs from a file' if c.pairs is not None else 'unpaired data'}"
+        )
     for name in ("csv_img_key", "csv_caption_key"):
         if not getattr(c, name):
             raise ValueError(f"{name} must be a non-empty column name, got {getattr(c, name)!r}")

@@ -2,7 +2,8 @@
 
 ``fit(config)`` comes here when the config names paired data (``pairs: FILE.csv|FILE.npz`` or a
 caption set as ``data``) and a bimodal loss (``clip``, ``cliprocket``, ``sogclr_bimodal``,
-``isogclr_bimodal``). The run is a standard run in everything but the model and the step:
+``isogclr_bimodal``, ``milnce``). The run is a standard run in everything but the model and
+the step:
 
 - :func:`_build`: the paired split (:meth:`FitConfig.load_pairs`), a BPE tokenizer trained on the
   training texts (or read back from the run directory on resume), the towers by modality
@@ -17,7 +18,9 @@ caption set as ``data``) and a bimodal loss (``clip``, ``cliprocket``, ``sogclr_
   per caption, CLIP-rocket's weights) through the model's local projections; its global caption
   gets the stopword removal only. A side that is neither images nor text (series, vectors) is used
   as it is (CLIP-rocket's local term sees it once). SogCLR / iSogCLR get the dataset indices of the
-  batch for their per-sample state;
+  batch for their per-sample state. MIL-NCE encodes the ``P`` captions of each image
+  (``captions_per_image`` of a caption set; a bag of one otherwise) and scores the image against
+  the bag ``(B, P, D)``;
 - checkpoints, logs, resume and the final files as every run (:mod:`contrastkit.train.run`),
   plus ``tokenizer.json``; the final metrics are :func:`~contrastkit.eval.evaluate_two_tower`'s
   (retrieval both ways, zero-shot with the held-out templates, probes of the non-text tower).
@@ -108,6 +111,7 @@ class _Side:
     view: ViewAugment | None = None  # CLIP's light view (images)
     aug_view: ViewAugment | None = None  # CLIP-rocket's augmented views (images)
     text_augment: TextAugment | None = None  # CLIP-rocket's text views
+    bags: Tensor | None = None  # MIL-NCE: token ids (N, P, context_length) of P captions per item
 
 
 @dataclass(kw_only=True)
@@ -121,6 +125,7 @@ class _TwoTower(RunParts):
     criterion: DistributedPairLoss
     needs_index: bool
     rocket: bool
+    bagged: bool = False  # MIL-NCE: the b side is fed as bags (B, P, D)
     name: str = "two-tower training"
 
     @property
@@ -180,12 +185,15 @@ def _side(
     tower: nn.Module,
     *,
     rocket: bool,
+    bags: list[list[str]] | None = None,
 ) -> _Side:
     kind = modality_kind(data)
     shape = _shape(data)
     if kind == "text":
         assert isinstance(tower, TextTransformer) and isinstance(data, list)
         side = _Side(kind, shape, tower.tokenize(data))
+        if bags is not None and len(bags) > 1:
+            side.bags = torch.stack([tower.tokenize(member) for member in bags], dim=1)
         if rocket:
             tok = tower.tokenizer
             stopwords = tok.token_ids(STOPWORDS)
@@ -230,9 +238,11 @@ def _build(config: FitConfig, ctx: DistContext, *, resume: bool) -> _TwoTower:
     tokenizer = _tokenizer(config, split, ctx, device, resume=resume)
     model = build_two_tower(config, kinds, shapes, tokenizer)
     rocket = config.loss == "cliprocket"
+    bagged = config.loss == "milnce"
+    bags = split.train.b_bags() if bagged and isinstance(split.train.b, list) else None
     sides = (
         _side(config, split.train.a, model.tower_a, rocket=rocket),
-        _side(config, split.train.b, model.tower_b, rocket=rocket),
+        _side(config, split.train.b, model.tower_b, rocket=rocket, bags=bags),
     )
     model = model.to(device)
     info = loss_info(config.loss)
@@ -259,6 +269,7 @@ def _build(config: FitConfig, ctx: DistContext, *, resume: bool) -> _TwoTower:
         schedule=schedule,
         needs_index=bool(info.needs_index),
         rocket=rocket,
+        bagged=bagged,
     )
 
 
@@ -278,6 +289,9 @@ def _inputs(
     """One side's global input and (CLIP-rocket) augmented views ``(B, V, ...)`` for a batch."""
     x = side.inputs[idx]
     views = t.config.views
+    if side.bags is not None:  # MIL-NCE: the P captions of each item, flattened to (B * P, L)
+        bag = side.bags[idx]
+        return trim_padding(bag.reshape(-1, bag.shape[-1])).to(t.device), None
     if side.kind == "text":
         if t.rocket:
             weak, aug = _tokens(side, x, gen, views)
@@ -319,6 +333,8 @@ def _two_tower_step(
         with core.autocast():
             outputs = t.net(a, b, a_aug, b_aug)
         z = [require_finite(o.float()) for o in outputs]
+        if t.bagged:  # MIL-NCE's bags (B, P, D); a side without bags is a bag of one
+            z[1] = z[1].reshape(z[0].shape[0], -1, z[1].shape[-1])
         extra: Sequence[Tensor] = _rocket_extra(z[2], z[3]) if t.rocket else ()
         index = idx.to(t.device) if t.needs_index else None
         loss = t.criterion(z[0], z[1], *extra, index=index)
