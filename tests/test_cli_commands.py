@@ -25,6 +25,7 @@ COMMANDS = [
     "download",
     "zeroshot",
     "compare",
+    "apps",
 ]
 
 
@@ -32,7 +33,12 @@ def test_every_sub_command_has_a_handler() -> None:
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert sorted(sub.choices) == sorted(COMMANDS)  # type: ignore[arg-type]
     for name, parser in sub.choices.items():  # type: ignore[union-attr]
-        assert callable(parser.get_default("handler")), name
+        verbs = [a for a in parser._actions if a.dest == "verb"]
+        if verbs:  # a group of sub-commands (`apps list|show|run`): each verb has the handler
+            for verb, verb_parser in verbs[0].choices.items():  # type: ignore[union-attr]
+                assert callable(verb_parser.get_default("handler")), f"{name} {verb}"
+        else:
+            assert callable(parser.get_default("handler")), name
 
 
 @pytest.fixture

@@ -236,6 +236,12 @@ FIT = "fit --epochs 1 --threads 1 --no-progress --device cpu --out {tmp}/out"
 RESUME = "fit --resume {run} --no-progress"
 
 CASES = [
+    # apps: the seed papers' applications
+    case("apps-no-verb", "apps", "verb"),
+    case("apps-unknown-app", "apps run nope --quick", "unknown app", "nope", "cvrl"),
+    case("apps-show-unknown-app", "apps show nope", "unknown app", "nope"),
+    case("apps-negative-seed", "apps run cvrl --quick --seeds -1", "seeds", "-1"),
+    case("apps-threads-zero", "apps run cvrl --quick --threads 0", "--threads", "0"),
     # the command line itself (argparse errors are one line too)
     case("no-command", "", "command"),
     case("unknown-command", "frobnicate", "frobnicate"),

@@ -23,26 +23,35 @@ Example:
 """
 
 from contrastkit.data.arrays import DATA_DIR_ENV, ArrayDataset, DatasetNotFoundError, DataSplit
+from contrastkit.data.biosignals import ECG_WAVES, PPG_WAVES, baseline_wander, gaussian_beats
 from contrastkit.data.captions import caption_datasets, load_caption_dataset
 from contrastkit.data.cifar import download_cifar, find_cifar, load_cifar
 from contrastkit.data.datasets import find_fashion_mnist, known_datasets, load_dataset
 from contrastkit.data.download import DownloadError, download_fashion_mnist
 from contrastkit.data.image_folder import load_image_folder
+from contrastkit.data.video import SpriteVideos, moving_sprites, sample_clip_pairs
 
 __all__ = [
     "DATA_DIR_ENV",
+    "ECG_WAVES",
+    "PPG_WAVES",
     "ArrayDataset",
     "DataSplit",
     "DatasetNotFoundError",
     "DownloadError",
+    "SpriteVideos",
+    "baseline_wander",
     "caption_datasets",
     "download_cifar",
     "download_fashion_mnist",
     "find_cifar",
     "find_fashion_mnist",
+    "gaussian_beats",
     "known_datasets",
     "load_caption_dataset",
     "load_cifar",
     "load_dataset",
     "load_image_folder",
+    "moving_sprites",
+    "sample_clip_pairs",
 ]

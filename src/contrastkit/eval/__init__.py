@@ -47,6 +47,7 @@ from contrastkit.eval.probes import (
     layerwise_probe,
     probe_layers,
 )
+from contrastkit.eval.ranking import identity_retrieval, ndcg_at_k
 from contrastkit.eval.report import MissingExtraError, write_report
 from contrastkit.eval.retrieval import (
     retrieval_metrics,
@@ -79,12 +80,14 @@ __all__ = [
     "extract_features",
     "geometry_metrics",
     "hardness_profile",
+    "identity_retrieval",
     "knn_accuracy",
     "knn_predict",
     "layerwise_probe",
     "linear_probe",
     "load_embeddings",
     "modularity",
+    "ndcg_at_k",
     "probe_layers",
     "retrieval_metrics",
     "save_embeddings",

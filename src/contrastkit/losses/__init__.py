@@ -3,6 +3,7 @@
 from contrastkit.losses.cacr import CACR
 from contrastkit.losses.clip import MILNCE, CLIPLoss, CLIPRocketLoss
 from contrastkit.losses.decoupled import DCL, DCLW
+from contrastkit.losses.dense import RelationGraphLoss, region_pool, sample_pixels
 from contrastkit.losses.geometry import Alignment, AlignUniform, JointEntropy, KoLeo, Uniformity
 from contrastkit.losses.global_ import ISogCLR, ISogCLRBimodal, SogCLR, SogCLRBimodal
 from contrastkit.losses.graph import (
@@ -65,6 +66,7 @@ __all__ = [
     "PWEInfoNCE",
     "PatchSelectionInfoNCE",
     "QueueInfoNCE",
+    "RelationGraphLoss",
     "SogCLR",
     "SogCLRBimodal",
     "SupCon",
@@ -78,5 +80,7 @@ __all__ = [
     "normalize_weights",
     "normalized_adjacency",
     "odd_even_sort",
+    "region_pool",
     "register_loss",
+    "sample_pixels",
 ]

@@ -25,6 +25,7 @@ from contrastkit.models.resnet import ResNet, resnet18, resnet34
 from contrastkit.models.scatnet import ScatNetEncoder, Scattering2D
 from contrastkit.models.text import CaptionTruncatedWarning, TextTokenizer, TextTransformer
 from contrastkit.models.two_tower import TwoTowerModel, build_tower
+from contrastkit.models.video import VideoEncoder
 
 __all__ = [
     "CaptionTruncatedWarning",
@@ -43,6 +44,7 @@ __all__ = [
     "TextTokenizer",
     "TextTransformer",
     "TwoTowerModel",
+    "VideoEncoder",
     "build_encoder",
     "build_tower",
     "cosine_momentum",

@@ -7,9 +7,10 @@
 ``contrastkit.views.series`` (time series ``(B, C, T)``), ``contrastkit.views.tabular`` (SCARF
 corruption of rows ``(B, F)``), ``contrastkit.views.graph`` (edge dropping, feature masking, kNN
 edges), ``contrastkit.views.text`` (token-level text augmentation). ``contrastkit.views.pretext``
-holds the rotation and jigsaw pretext tasks. The package exports what a user composes views from;
-the building blocks behind them (affine matrices, size and token checks, the pretext batch
-builders) stay in their modules.
+holds the rotation and jigsaw pretext tasks; ``contrastkit.views.quality`` scores views by the
+foreground their crop keeps (GenView's quality weights). The package exports what a user composes
+views from; the building blocks behind them (affine matrices, size and token checks, the pretext
+batch builders) stay in their modules.
 
 Example:
     >>> import torch
@@ -43,6 +44,7 @@ from contrastkit.views.pipeline import (
     with_color_strength,
 )
 from contrastkit.views.pretext import JigsawPretext, PretextOutput, RotationPretext
+from contrastkit.views.quality import crop_boxes, foreground_kept, foreground_mask, scored_views
 from contrastkit.views.series import SeriesAugment
 from contrastkit.views.tabular import ScarfCorruption, scarf_corrupt
 from contrastkit.views.text import (
@@ -69,9 +71,12 @@ __all__ = [
     "ViewAugment",
     "ViewConfig",
     "color_jitter",
+    "crop_boxes",
     "cutout",
     "drop_edges",
     "encode_crops",
+    "foreground_kept",
+    "foreground_mask",
     "gaussian_blur",
     "gaussian_noise",
     "graph_view",
@@ -89,6 +94,7 @@ __all__ = [
     "remove_stopwords",
     "rgb_to_grayscale",
     "scarf_corrupt",
+    "scored_views",
     "solarize",
     "synonym_replacement",
     "token_dropout",
