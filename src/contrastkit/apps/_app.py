@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import pkgutil
 import platform
 import statistics
@@ -182,6 +183,8 @@ class AppReport:
             + f" --seeds {' '.join(map(str, self.seeds))}",
             "torch": torch.__version__,
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
+            # the 1-minute load average when the report was made: wall times under load are longer
+            "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         }
 
 
